@@ -101,7 +101,10 @@ def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
         raise CorpusError(path, "looks like a binary file (NUL bytes), expected UTF-8 text")
     if raw.startswith(b"\xef\xbb\xbf"):
         raw = raw[3:]
-    for number, line in enumerate(raw.split(b"\n"), start=1):
+    lines = raw.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()  # the final newline ends the last line; it does not start a blank one
+    for number, line in enumerate(lines, start=1):
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as err:
@@ -324,7 +327,8 @@ def bucket_batches(split: EncodedSplit, batch_size: int, *, shuffle: bool = Fals
     order = tiebreak[np.argsort(split.lengths[tiebreak], kind="stable")]
     batches = [order[i:i + batch_size] for i in range(0, n, batch_size)]
     if drop_singletons and len(batches) > 1 and len(batches[-1]) == 1:
-        batches[-2] = np.concatenate([batches[-2], batches.pop()])
+        last = batches.pop()
+        batches[-1] = np.concatenate([batches[-1], last])
     if shuffle:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches

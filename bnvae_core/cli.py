@@ -1,0 +1,187 @@
+"""Command line: ``python -m bnvae_core COMMAND ...``.
+
+Each command is a pair of functions — ``add_<name>_arguments(parser)`` and
+``run_<name>(args) -> int`` — registered in :data:`COMMANDS`. Errors the user can fix (bad
+corpus, bad setting, bad run folder) print one line ``error: ...`` on stderr and exit 2,
+with no traceback. Results are printed as one JSON object on stdout.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .config import ConfigError, TrainConfig
+from .data import CorpusError
+
+USER_ERRORS: tuple[type[BaseException], ...] = (CorpusError, ConfigError)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from .train import NonFiniteLossError, RunError
+    errors = USER_ERRORS + (RunError, NonFiniteLossError)
+    try:
+        from .hub import DownloadError
+        errors += (DownloadError,)
+    except ImportError:
+        pass
+    return errors
+
+
+# --- train ----------------------------------------------------------------------------------
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags shared by every command that builds a TrainConfig (train, compare, bench, ...)."""
+    from .objectives import METHODS
+    d = TrainConfig()
+    p.add_argument("--data", default=d.data, help="'wordnet' (built in), a dataset name, or a corpus directory")
+    p.add_argument("--model", default=d.model, help=f"one of: {', '.join(METHODS)}")
+    p.add_argument("--gamma", type=float, default=d.gamma, help="BN-VAE: fixed scale of the BN on μ")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs)
+    p.add_argument("--kl-start", type=float, default=d.kl_start)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--emb-dim", type=int, default=d.emb_dim)
+    p.add_argument("--hidden-dim", type=int, default=d.hidden_dim)
+    p.add_argument("--nz", type=int, default=d.nz)
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--optimizer", choices=("sgd", "adam"), default=d.optimizer)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--device", default=d.device, help="auto (CUDA when available), cpu or cuda")
+    p.add_argument("--max-train", type=int, default=d.max_train,
+                   help="seeded subset of the training sentences (0: all)")
+    p.add_argument("--max-eval", type=int, default=d.max_eval, help="seeded subset of valid/test (0: all)")
+    p.add_argument("--max-tokens", type=int, default=d.max_tokens, help="drop longer sentences")
+    p.add_argument("--on-nonfinite", choices=("stop", "skip"), default=d.on_nonfinite)
+
+
+def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
+    def none_if_zero(v):
+        return None if v in (0, None) else v
+    values = dict(model=args.model, data=args.data, gamma=args.gamma, epochs=args.epochs,
+                  warmup_epochs=args.warmup_epochs, kl_start=args.kl_start, batch_size=args.batch_size,
+                  emb_dim=args.emb_dim, hidden_dim=args.hidden_dim, nz=args.nz, lr=args.lr,
+                  optimizer=args.optimizer, seed=args.seed, device=args.device,
+                  max_train=none_if_zero(args.max_train), max_eval=none_if_zero(args.max_eval),
+                  max_tokens=none_if_zero(args.max_tokens), on_nonfinite=args.on_nonfinite)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def add_train_arguments(p: argparse.ArgumentParser) -> None:
+    add_model_arguments(p)
+    p.add_argument("--out", help="run folder to create (must not exist or be empty)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR up to --epochs in total")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from .train import train
+    if args.resume:
+        saved = TrainConfig.load(Path(args.resume) / "config.json")
+        epochs = args.epochs if args._explicit_epochs else saved.epochs
+        run = train(saved.replace(epochs=epochs), args.resume, resume=True, progress=not args.no_progress)
+    else:
+        if not args.out:
+            raise ConfigError("train needs --out DIR (or --resume DIR)")
+        config = config_from_args(args)
+        out = Path(args.out)
+        if out.exists() and any(out.iterdir()):
+            raise ConfigError(f"{out}: run folder exists and is not empty")
+        try:
+            run = train(config, out, progress=not args.no_progress)
+        except _user_errors():
+            if out.exists() and not (out / "checkpoint.pt").exists():
+                import shutil
+                shutil.rmtree(out, ignore_errors=True)   # nothing half-written left behind
+            raise
+    last = {r["split"]: r for r in run.history_rows}
+    print(json.dumps({"out": str(run.path), "epochs": len(run.history_rows) // 2,
+                      "train": last.get("train"), "valid": last.get("valid")}))
+    return 0
+
+
+# --- evaluate -------------------------------------------------------------------------------
+
+def add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir")
+    p.add_argument("--data", help="corpus to evaluate on (default: the run's own)")
+    p.add_argument("--split", choices=("valid", "test"), default="test")
+    p.add_argument("--iw-samples", type=int, default=500, help="K importance samples for the NLL")
+    p.add_argument("--max-sentences", type=int, default=0,
+                   help="evaluate a seeded subsample of this many sentences (0: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None)
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .data import load_corpus
+    from .metrics import evaluate
+    from .train import load_run
+    if args.iw_samples < 1:
+        raise ConfigError(f"--iw-samples must be >= 1, got {args.iw_samples}")
+    run = load_run(args.run_dir, device=args.device)
+    split = run.corpus.splits[args.split]
+    if args.data:
+        other = load_corpus(args.data, max_tokens=run.config.max_tokens, vocab=run.corpus.vocab)
+        split = other.splits[args.split]
+    if args.max_sentences and args.max_sentences < len(split):
+        rng = np.random.default_rng(args.seed)
+        split = split.subset(np.sort(rng.choice(len(split), args.max_sentences, replace=False)))
+    result = evaluate(run.model, split, iw_samples=args.iw_samples, seed=args.seed,
+                      progress=not args.no_progress)
+    result.update(model=run.config.model, split=args.split, data=args.data or run.config.data)
+    print(json.dumps(result))
+    return 0
+
+
+COMMANDS = {
+    "train": (add_train_arguments, run_train, "train a model into a run folder"),
+    "evaluate": (add_evaluate_arguments, run_evaluate, "IW-NLL, PPL, KL, MI, AU of a run folder"),
+}
+
+
+#: command name → module that defines ``CLI_COMMAND = (add_arguments, run, help)``
+MODULE_COMMANDS = {"classify": "classify", "compare": "compare", "bench": "benchmark",
+                   "reproduce": "reproduce", "generate": "generate", "figures": "figures"}
+
+
+def _register_module_commands() -> None:
+    import importlib
+    for name, module_name in MODULE_COMMANDS.items():
+        try:
+            module = importlib.import_module(f".{module_name}", __package__)
+        except ModuleNotFoundError as err:
+            if err.name != f"{__package__}.{module_name}":
+                raise
+            continue
+        COMMANDS.setdefault(name, module.CLI_COMMAND)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    _register_module_commands()
+    parser = argparse.ArgumentParser(prog="python -m bnvae_core",
+                                     description="Posterior collapse and BN-VAE (Zhu et al. 2020).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (add_args, _, help_text) in COMMANDS.items():
+        add_args(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    args._explicit_epochs = "--epochs" in argv
+    try:
+        return COMMANDS[args.command][1](args)
+    except _user_errors() as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: the run folder keeps its last complete epoch (resume with --resume DIR)",
+              file=sys.stderr)
+        return 130

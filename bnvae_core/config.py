@@ -1,0 +1,124 @@
+"""The run configuration: one dataclass with defaults, round-tripped through JSON.
+
+Defaults are the *teaching size* (built-in corpus, 2 CPU cores, minutes); the paper's
+optimisation settings (SGD lr 1.0, clip 5, batch 32, dropout 0.5 in/out, 10 warm-up epochs,
+lr halved after 5 epochs without improvement at most 5 times) are the defaults too.
+Presets with the paper's per-dataset sizes live in :mod:`bnvae_core.hub`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+MODELS = ("vae", "bnvae")  # extended by objectives.register_method
+
+
+@dataclass
+class TrainConfig:
+    # --- method -------------------------------------------------------------------------
+    model: str = "bnvae"          #: name of the method (see objectives.METHODS)
+    gamma: float = 0.6            #: BN-VAE: fixed BN scale γ of μ (bound n·γ²/2 nats)
+    # --- data -----------------------------------------------------------------------------
+    data: str = "wordnet"         #: 'wordnet' or a corpus directory
+    max_tokens: int | None = 30   #: drop longer sentences
+    max_train: int | None = 8000  #: seeded subset of train (None: all)
+    max_eval: int | None = 1000   #: seeded subset of valid/test (None: all)
+    min_freq: int = 2
+    max_vocab: int | None = 6000
+    # --- sizes ----------------------------------------------------------------------------
+    emb_dim: int = 128
+    hidden_dim: int = 256
+    nz: int = 32
+    dropout_in: float = 0.5
+    dropout_out: float = 0.5
+    # --- optimisation (paper's reference settings) -----------------------------------------
+    epochs: int = 12
+    warmup_epochs: int = 10       #: linear KL weight kl_start → 1 over this many epochs (0: none)
+    kl_start: float = 0.0
+    batch_size: int = 32
+    optimizer: str = "sgd"        #: 'sgd' (paper) or 'adam'
+    lr: float = 1.0
+    momentum: float = 0.0
+    clip_grad: float = 5.0
+    lr_patience: int = 5          #: epochs without valid improvement before halving lr
+    lr_decay: float = 0.5
+    max_lr_decays: int = 5        #: stop after this many decays
+    init_range: float = 0.01      #: uniform init of weights (embeddings: init_emb_range)
+    init_emb_range: float = 0.1
+    # --- run ------------------------------------------------------------------------------
+    seed: int = 0
+    device: str = "auto"          #: 'auto' (CUDA when available), 'cpu', 'cuda'
+    on_nonfinite: str = "stop"    #: 'stop' or 'skip' a batch whose loss is NaN/Inf
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Clear errors for impossible settings, before any work starts."""
+        from .objectives import METHODS  # late import: objectives imports config
+        problems = []
+        if self.model not in METHODS:
+            problems.append(f"unknown model {self.model!r} (choose from: {', '.join(METHODS)})")
+        if self.gamma < 0:
+            problems.append(f"gamma must be >= 0, got {self.gamma}")
+        if self.model == "bnvae" and self.gamma == 0:
+            problems.append("gamma = 0 for bnvae pins every μ to β (no information in μ); "
+                            "use --model vae for a plain VAE or a gamma > 0")
+        for name in ("nz", "emb_dim", "hidden_dim", "batch_size", "epochs"):
+            if getattr(self, name) < 1 and not (name == "epochs" and self.epochs == 0):
+                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size == 1 and self.model == "bnvae":
+            problems.append("batch_size 1 cannot be batch-normalized during training; use >= 2")
+        if self.optimizer not in ("sgd", "adam"):
+            problems.append(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
+        if self.on_nonfinite not in ("stop", "skip"):
+            problems.append(f"on_nonfinite must be 'stop' or 'skip', got {self.on_nonfinite!r}")
+        if self.lr <= 0:
+            problems.append(f"lr must be > 0, got {self.lr}")
+        if problems:
+            raise ConfigError("; ".join(problems))
+
+    # --- JSON -------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown config keys: {', '.join(sorted(unknown))}")
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "TrainConfig":
+        return cls.from_dict(json.loads(text))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json() + "\n")
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TrainConfig":
+        try:
+            return cls.from_json(Path(path).read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ConfigError(f"{path}: cannot read config ({err})") from None
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def hash(self) -> str:
+        """Short hash of everything that changes the trained model (``device`` excluded)."""
+        d = self.to_dict()
+        d.pop("device")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class ConfigError(ValueError):
+    """An impossible or unknown setting."""
