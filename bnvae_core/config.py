@@ -122,3 +122,13 @@ class TrainConfig:
 
 class ConfigError(ValueError):
     """An impossible or unknown setting."""
+
+
+#: overrides that shrink any config to *smoke size* (CI): seconds instead of minutes
+SMOKE_SIZE = dict(epochs=2, max_train=600, max_eval=150, emb_dim=32, hidden_dim=64, max_vocab=2000)
+
+
+def smoke_requested() -> bool:
+    """True when ``CI`` or ``BNVAE_SMOKE`` is set (and not '0'/'false'): notebooks then run small."""
+    import os
+    return any(os.environ.get(v, "").lower() not in ("", "0", "false", "no") for v in ("CI", "BNVAE_SMOKE"))
