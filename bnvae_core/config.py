@@ -10,6 +10,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import numbers
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -54,23 +57,51 @@ class TrainConfig:
     on_nonfinite: str = "stop"    #: 'stop' or 'skip' a batch whose loss is NaN/Inf
 
     def __post_init__(self):
+        if isinstance(self.data, os.PathLike):
+            self.data = os.fspath(self.data)
+        for f in fields(self):       # numpy scalars (from sweeps) → plain int/float, so JSON works
+            value = getattr(self, f.name)
+            if isinstance(value, numbers.Real) and not isinstance(value, (bool, int, float)):
+                setattr(self, f.name, int(value) if isinstance(value, numbers.Integral) else float(value))
         self.validate()
 
     def validate(self) -> None:
-        """Clear errors for impossible settings, before any work starts."""
-        from .objectives import METHODS  # late import: objectives imports config
-        problems = []
+        """Clear errors for impossible settings, before any work starts.
+
+        γ = 0 is an error for BN methods (BN-VAE with γ = 0 pins every μ to β: no information
+        in μ); for ``vae`` γ is unused. Batch size 1 is an error for BN methods (no batch
+        statistics) and allowed for the plain VAE."""
+        from .model import uses_bn         # late imports: both import config
+        from .objectives import METHODS
+        problems = _type_problems(self)
+        if problems:                       # comparisons below would fail with a TypeError
+            raise ConfigError("; ".join(problems))
         if self.model not in METHODS:
             problems.append(f"unknown model {self.model!r} (choose from: {', '.join(METHODS)})")
+        for name in ("gamma", "lr", "kl_start", "momentum", "clip_grad", "lr_decay", "dropout_in",
+                     "dropout_out", "init_range", "init_emb_range"):
+            if not math.isfinite(getattr(self, name)):
+                problems.append(f"{name} must be a finite number, got {getattr(self, name)}")
         if self.gamma < 0:
             problems.append(f"gamma must be >= 0, got {self.gamma}")
-        if self.model == "bnvae" and self.gamma == 0:
-            problems.append("gamma = 0 for bnvae pins every μ to β (no information in μ); "
+        if uses_bn(self) and self.gamma == 0:
+            problems.append(f"gamma = 0 for {self.model} pins every μ to β (no information in μ); "
                             "use --model vae for a plain VAE or a gamma > 0")
+        for name in ("max_tokens", "max_train", "max_eval", "max_vocab"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                problems.append(f"{name} must be >= 1 (or None: no limit), got {getattr(self, name)}")
+        for name in ("dropout_in", "dropout_out"):
+            if not 0 <= getattr(self, name) < 1:
+                problems.append(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0 <= self.kl_start <= 1:
+            problems.append(f"kl_start must be in [0, 1], got {self.kl_start}")
+        for name in ("warmup_epochs", "seed", "min_freq", "lr_patience", "max_lr_decays"):
+            if getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("nz", "emb_dim", "hidden_dim", "batch_size", "epochs"):
             if getattr(self, name) < 1 and not (name == "epochs" and self.epochs == 0):
                 problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.batch_size == 1 and self.model == "bnvae":
+        if self.batch_size == 1 and uses_bn(self):
             problems.append("batch_size 1 cannot be batch-normalized during training; use >= 2")
         if self.optimizer not in ("sgd", "adam"):
             problems.append(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
@@ -101,14 +132,28 @@ class TrainConfig:
         return cls.from_dict(json.loads(text))
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json() + "\n")
+        """Write JSON atomically (temporary file, then rename): never half a config.json."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(self.to_json() + "\n", encoding="utf-8")
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
+        """Read a config.json; anything unreadable or invalid is a :class:`ConfigError` naming ``path``."""
         try:
-            return cls.from_json(Path(path).read_text())
-        except (OSError, json.JSONDecodeError) as err:
+            d = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
             raise ConfigError(f"{path}: cannot read config ({err})") from None
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path}: expected a JSON object, got {type(d).__name__}")
+        try:
+            return cls.from_dict(d)
+        except (ConfigError, TypeError) as err:
+            raise ConfigError(f"{path}: {err}") from None
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
@@ -122,6 +167,20 @@ class TrainConfig:
 
 class ConfigError(ValueError):
     """An impossible or unknown setting."""
+
+
+def _type_problems(config: TrainConfig) -> list[str]:
+    """Fields whose value does not have the annotated type (``int`` accepts no bool; ``float`` accepts ints)."""
+    problems = []
+    for f in fields(config):
+        value, allowed = getattr(config, f.name), {t.strip() for t in str(f.type).split("|")}
+        ok = ((value is None and "None" in allowed)
+              or ("str" in allowed and isinstance(value, str))
+              or ("int" in allowed and isinstance(value, numbers.Integral) and not isinstance(value, bool))
+              or ("float" in allowed and isinstance(value, numbers.Real) and not isinstance(value, bool)))
+        if not ok:
+            problems.append(f"{f.name} must be {' or '.join(sorted(allowed))}, got {value!r}")
+    return problems
 
 
 #: overrides that shrink any config to *smoke size* (CI): seconds instead of minutes

@@ -12,6 +12,7 @@ Bad input raises :class:`CorpusError`, whose message names the file and the line
 """
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import re
 from collections import Counter
@@ -89,39 +90,59 @@ class RawSplit:
     """Tokenized sentences of one split with their labels (``None`` where unlabelled)."""
     sentences: list[list[str]]
     labels: list[str | None]
-    skipped_blank: int = 0
+    skipped_blank: int = 0   #: blank lines (or lines without any token) skipped
+    skipped_long: int = 0    #: lines longer than ``max_tokens`` dropped
+    bom: bool = False        #: the file started with a UTF-8 byte-order mark (removed)
+    crlf_lines: int = 0      #: lines that ended in CRLF (the CR removed)
 
 
-def _read_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, line) of a UTF-8 text file; BOM and CRLF tolerated."""
+def _read_lines(path: Path, stats: dict | None = None) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a UTF-8 text file; BOM and CRLF tolerated (and counted into
+    ``stats['bom']``, ``stats['crlf_lines']`` when ``stats`` is given)."""
     if not path.is_file():
         raise CorpusError(path, "file not found" if not path.exists() else "not a regular file")
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise CorpusError(path, f"cannot read ({err.strerror or err})") from None
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise CorpusError(path, "UTF-16 text (byte-order mark ff fe / fe ff); re-save it as UTF-8")
     if b"\x00" in raw[:8192]:
         raise CorpusError(path, "looks like a binary file (NUL bytes), expected UTF-8 text")
-    if raw.startswith(b"\xef\xbb\xbf"):
+    stats = {} if stats is None else stats
+    stats["bom"] = raw.startswith(b"\xef\xbb\xbf")
+    stats["crlf_lines"] = 0
+    if stats["bom"]:
         raw = raw[3:]
     lines = raw.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()  # the final newline ends the last line; it does not start a blank one
     for number, line in enumerate(lines, start=1):
+        if b"\x00" in line:
+            raise CorpusError(path, "NUL byte: looks like binary data, expected UTF-8 text", number)
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError as err:
             raise CorpusError(path, f"not valid UTF-8 (byte {err.start}: {line[err.start:err.start + 1]!r})",
                               number) from None
-        yield number, text.rstrip("\r")
+        if text.endswith("\r"):
+            stats["crlf_lines"] += 1
+            text = text.rstrip("\r")
+        yield number, text
 
 
 def read_split_file(path: str | Path, max_tokens: int | None = None) -> RawSplit:
     """Read one corpus file: ``text`` or ``label<TAB>text`` per line.
 
     Blank lines are skipped (and counted). A line with a tab must have a non-empty label
-    and non-empty text. ``max_tokens`` drops longer sentences (the paper's corpora are
-    length-filtered the same way)."""
+    and non-empty text. If the file's first label is an integer, every label must be one
+    (a stray non-integer label is an error naming its line). ``max_tokens`` drops longer
+    sentences (counted; the paper's corpora are length-filtered the same way)."""
     path = Path(path)
-    sentences, labels, blank = [], [], 0
-    for number, line in _read_lines(path):
+    sentences, labels, blank, long = [], [], 0, 0
+    first_label: tuple[int, str] | None = None   # (line, label) of the file's first label
+    stats: dict = {}
+    for number, line in _read_lines(path, stats):
         if not line.strip():
             blank += 1
             continue
@@ -135,6 +156,11 @@ def read_split_file(path: str | Path, max_tokens: int | None = None) -> RawSplit
                 raise CorpusError(path, "more than one tab: expected 'label<TAB>text'", number)
             if not text.strip():
                 raise CorpusError(path, f"label {label!r} has no text after the tab", number)
+            if first_label is None:
+                first_label = (number, label)
+            elif _is_int_label(first_label[1]) and not _is_int_label(label):
+                raise CorpusError(path, f"label {label!r} is not an integer, but the file's labels are "
+                                        f"(line {first_label[0]}: {first_label[1]!r})", number)
         else:
             text = line
         tokens = tokenize(text)
@@ -142,12 +168,18 @@ def read_split_file(path: str | Path, max_tokens: int | None = None) -> RawSplit
             blank += 1
             continue
         if max_tokens is not None and len(tokens) > max_tokens:
+            long += 1
             continue
         sentences.append(tokens)
         labels.append(label)
     if not sentences:
-        raise CorpusError(path, "no sentences (empty file, or every line blank or too long)")
-    return RawSplit(sentences, labels, blank)
+        raise CorpusError(path, f"no sentences (empty file, or every line blank or too long: "
+                                f"{blank} blank, {long} longer than max_tokens={max_tokens})")
+    return RawSplit(sentences, labels, blank, long, stats.get("bom", False), stats.get("crlf_lines", 0))
+
+
+def _is_int_label(label: str) -> bool:
+    return re.fullmatch(r"-?[0-9]+", label) is not None
 
 
 def _read_wordnet(max_tokens: int | None) -> dict[str, RawSplit]:
@@ -225,6 +257,9 @@ class Corpus:
     label_names: list[str]
     splits: dict[str, EncodedSplit]
     skipped_blank: dict[str, int] = field(default_factory=dict)
+    #: per split: what reading tolerated — ``skipped_blank``, ``skipped_long`` (> max_tokens)
+    #: line counts, ``bom`` (a removed byte-order mark), ``crlf_lines`` (CRs removed)
+    reading: dict[str, dict] = field(default_factory=dict)
 
     @property
     def train(self) -> EncodedSplit:
@@ -254,8 +289,8 @@ def load_corpus(data: str | Path, *, max_tokens: int | None = 30, max_train: int
         split = raw[name]
         if limit is not None and len(split.sentences) > limit:
             keep = np.sort(rng.choice(len(split.sentences), size=limit, replace=False))
-            raw[name] = RawSplit([split.sentences[i] for i in keep], [split.labels[i] for i in keep],
-                                 split.skipped_blank)
+            raw[name] = dataclasses.replace(split, sentences=[split.sentences[i] for i in keep],
+                                            labels=[split.labels[i] for i in keep])
     if vocab is None:
         vocab = Vocab.build(raw["train"].sentences, min_freq=min_freq, max_size=max_vocab)
     label_names: list[str] = []
@@ -269,11 +304,13 @@ def load_corpus(data: str | Path, *, max_tokens: int | None = 30, max_train: int
     index = {x: i for i, x in enumerate(label_names)}
     splits = {name: EncodedSplit.from_sentences(raw[name].sentences, raw[name].labels, vocab, index)
               for name in SPLITS}
-    return Corpus(vocab, label_names, splits, {n: raw[n].skipped_blank for n in SPLITS})
+    reading = {n: {"skipped_blank": raw[n].skipped_blank, "skipped_long": raw[n].skipped_long,
+                   "bom": raw[n].bom, "crlf_lines": raw[n].crlf_lines} for n in SPLITS}
+    return Corpus(vocab, label_names, splits, {n: raw[n].skipped_blank for n in SPLITS}, reading)
 
 
 def _label_key(label: str):
-    return (0, int(label), "") if label.lstrip("-").isdigit() else (1, 0, label)
+    return (0, int(label), "") if _is_int_label(label) else (1, 0, label)
 
 
 @dataclass
