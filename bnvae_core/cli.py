@@ -22,11 +22,30 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from .train import NonFiniteLossError, RunError
     errors = USER_ERRORS + (RunError, NonFiniteLossError)
     try:
-        from .hub import DownloadError
-        errors += (DownloadError,)
+        from .hub import DatasetUnavailableError, UnknownDatasetError
+        errors += (DatasetUnavailableError, UnknownDatasetError)
     except ImportError:
         pass
     return errors
+
+
+def _report_reading(corpus) -> None:
+    """One stderr note per split whose file needed tolerance (blank/long lines skipped, BOM, CRLF)."""
+    for split, info in getattr(corpus, "reading", {}).items():
+        parts = [f"{info[k]} {what}" for k, what in (("skipped_blank", "blank lines skipped"),
+                                                    ("skipped_long", "lines longer than max_tokens skipped"),
+                                                    ("crlf_lines", "CRLF line ends"))
+                 if info.get(k)]
+        if info.get("bom"):
+            parts.append("a UTF-8 BOM removed")
+        if parts:
+            print(f"note: {split}: {', '.join(parts)}", file=sys.stderr)
+
+
+def _option_given(argv: list[str], option: str) -> bool:
+    """Whether ``option`` is on the command line, also as ``--opt=v`` or an unambiguous prefix."""
+    return any(len(a.split("=")[0]) >= 4 and option.startswith(a.split("=")[0]) for a in argv
+               if a.startswith("--"))
 
 
 # --- train ----------------------------------------------------------------------------------
@@ -54,6 +73,36 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-eval", type=int, default=d.max_eval, help="seeded subset of valid/test (0: all)")
     p.add_argument("--max-tokens", type=int, default=d.max_tokens, help="drop longer sentences")
     p.add_argument("--on-nonfinite", choices=("stop", "skip"), default=d.on_nonfinite)
+    add_method_arguments(p)
+
+
+#: (flag, config field, type, help) of the per-method settings (objectives.py); choices where fixed
+METHOD_FLAGS = (
+    ("--beta", "beta", float, "beta: KL weight β (times the warm-up weight)"),
+    ("--cycles", "cycles", int, "cyclical: number of cycles M over the run"),
+    ("--cycle-ratio", "cycle_ratio", float, "cyclical: fraction R of each cycle with a rising weight"),
+    ("--cycle-shape", "cycle_shape", ("linear", "sigmoid", "cosine"), "cyclical: shape of the rise"),
+    ("--target-kl", "target_kl", float, "fb, pretrain-fb: free nats per sentence (default 5, 8); "
+                                        "fb-dim: per dimension (default 0.25)"),
+    ("--fb-scope", "fb_scope", ("sentence", "batch"), "fb: max(KL, λ) per sentence or on the batch mean"),
+    ("--delta", "delta", float, "delta: committed rate δ, KL ≥ δ nats per dimension"),
+    ("--kappa", "kappa", float, "vmf: fixed concentration κ"),
+    ("--aggressive-check-every", "aggressive_check_every", int, "aggressive: inner-loop loss window (updates)"),
+    ("--aggressive-max-steps", "aggressive_max_steps", int, "aggressive: at most this many encoder updates per batch"),
+    ("--pretrain-epochs", "pretrain_epochs", int, "pretrain-fb: autoencoder epochs before the decoder reset"),
+    ("--duvae-dropout", "duvae_dropout", float, "duvae: dropout probability on the posterior variance"),
+)
+
+
+def add_method_arguments(p: argparse.ArgumentParser) -> None:
+    """One flag per method setting (:data:`METHOD_FLAGS`), defaults from :class:`TrainConfig`."""
+    d = TrainConfig()
+    group = p.add_argument_group("method settings (each used only by its --model)")
+    for flag, field, kind, help_text in METHOD_FLAGS:
+        if isinstance(kind, tuple):
+            group.add_argument(flag, dest=field, choices=kind, default=getattr(d, field), help=help_text)
+        else:
+            group.add_argument(flag, dest=field, type=kind, default=getattr(d, field), help=help_text)
 
 
 def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
@@ -65,6 +114,8 @@ def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
                   optimizer=args.optimizer, seed=args.seed, device=args.device,
                   max_train=none_if_zero(args.max_train), max_eval=none_if_zero(args.max_eval),
                   max_tokens=none_if_zero(args.max_tokens), on_nonfinite=args.on_nonfinite)
+    defaults = TrainConfig()
+    values.update({field: getattr(args, field, getattr(defaults, field)) for _, field, _, _ in METHOD_FLAGS})
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -79,6 +130,8 @@ def add_train_arguments(p: argparse.ArgumentParser) -> None:
 def run_train(args: argparse.Namespace) -> int:
     from .train import train
     if args.resume:
+        if not (Path(args.resume) / "config.json").is_file():
+            raise ConfigError(f"{args.resume}: nothing to resume (not a run folder: no config.json)")
         saved = TrainConfig.load(Path(args.resume) / "config.json")
         epochs = args.epochs if args._explicit_epochs else saved.epochs
         run = train(saved.replace(epochs=epochs), args.resume, resume=True, progress=not args.no_progress)
@@ -87,6 +140,8 @@ def run_train(args: argparse.Namespace) -> int:
             raise ConfigError("train needs --out DIR (or --resume DIR)")
         config = config_from_args(args)
         out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"{out}: exists and is not a directory")
         if out.exists() and any(out.iterdir()):
             raise ConfigError(f"{out}: run folder exists and is not empty")
         try:
@@ -96,6 +151,7 @@ def run_train(args: argparse.Namespace) -> int:
                 import shutil
                 shutil.rmtree(out, ignore_errors=True)   # nothing half-written left behind
             raise
+    _report_reading(run.corpus)
     last = {r["split"]: r for r in run.history_rows}
     print(json.dumps({"out": str(run.path), "epochs": len(run.history_rows) // 2,
                       "train": last.get("train"), "valid": last.get("valid")}))
@@ -124,6 +180,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     from .train import load_run
     if args.iw_samples < 1:
         raise ConfigError(f"--iw-samples must be >= 1, got {args.iw_samples}")
+    if args.max_sentences < 0:
+        raise ConfigError(f"--max-sentences must be >= 0 (0: all), got {args.max_sentences}")
     run = load_run(args.run_dir, device=args.device)
     split = run.corpus.splits[args.split]
     if args.data:
@@ -175,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
-    args._explicit_epochs = "--epochs" in argv
+    args._explicit_epochs = _option_given(argv, "--epochs")
     try:
         return COMMANDS[args.command][1](args)
     except _user_errors() as err:

@@ -33,7 +33,7 @@ from .config import ConfigError, TrainConfig
 from .data import Corpus, bucket_batches, load_corpus, make_batch
 from .metrics import active_units, elbo, mutual_information
 from .model import TextVAE
-from .objectives import make_method
+from .objectives import TrainContext, make_method
 
 
 class NonFiniteLossError(RuntimeError):
@@ -61,6 +61,9 @@ _CORPUS_CACHE: dict[tuple, Corpus] = {}
 def corpus_for(config: TrainConfig) -> Corpus:
     """The corpus a config trains on (memoised per process; the data subset is seeded with 0,
     so runs with different seeds see the same sentences)."""
+    method = make_method(config)
+    if method.conditional:      # cvae, bn-cvae: (context, response) pairs, see bnvae_core.dialogue
+        return method.load_corpus()
     data = config.data
     try:
         from .hub import resolve_data  # optional: named datasets of the data hub
@@ -76,18 +79,26 @@ def corpus_for(config: TrainConfig) -> Corpus:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary name, then rename: readers see the old file or the new one, never half."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_torch_save(obj, path: Path) -> None:
+    """:func:`torch.save` to a temporary name, then rename (see :func:`atomic_write_bytes`)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_metrics(path: Path, history: list[dict]) -> None:
@@ -105,20 +116,62 @@ def read_metrics(path: Path) -> list[dict]:
     return rows
 
 
-@contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM behaves like Ctrl-C, so both leave the last complete checkpoint behind."""
-    def handler(signum, frame):
+class _InterruptGuard:
+    """SIGINT (Ctrl-C, a notebook's interrupt) and SIGTERM raise :class:`KeyboardInterrupt`,
+    except inside :meth:`critical`, where they are held until its end: a checkpoint and the
+    ``metrics.jsonl`` that matches it are written together or not at all. Outside the main
+    thread (where handlers cannot be installed) signals keep their usual behaviour. Re-entrant."""
+
+    def __init__(self):
+        self._depth, self._pending, self._stack = 0, None, []
+
+    def _handler(self, signum, frame):
+        if self._depth:
+            self._pending = signum
+            return
         raise KeyboardInterrupt(f"signal {signum}")
-    try:
-        previous = signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not in the main thread
-        yield
-        return
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+
+    def __enter__(self) -> "_InterruptGuard":
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[sig] = signal.signal(sig, self._handler)
+            except ValueError:  # not in the main thread
+                break
+        self._stack.append(previous)
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        for sig, handler in self._stack.pop().items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        return False
+
+    @contextmanager
+    def critical(self):
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+        if not self._depth and self._pending is not None:
+            signum, self._pending = self._pending, None
+            raise KeyboardInterrupt(f"signal {signum}")
+
+
+CHECKPOINT_KEYS = ("model", "best_model", "state", "history", "optimizer", "torch_rng", "python_rng")
+
+
+def config_differences(saved: dict, config: TrainConfig, ignore: tuple[str, ...] = ("epochs", "device")) -> str:
+    """'' if ``saved`` (a config dict) equals ``config`` outside ``ignore``, else ``'nz: saved 16 vs 32, ...'``."""
+    current = config.to_dict()
+    keys = sorted((set(saved) | set(current)) - set(ignore))
+    return ", ".join(f"{k}: saved {saved.get(k, '<absent>')!r} vs {current.get(k, '<absent>')!r}"
+                     for k in keys if saved.get(k, "<absent>") != current.get(k, "<absent>"))
+
+
+def _all_finite(state_dict: dict) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in state_dict.values()
+               if torch.is_tensor(t) and t.is_floating_point())
 
 
 def build_optimizer(config: TrainConfig, model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
@@ -155,7 +208,20 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, pro
     """Train ``config`` into ``out_dir`` (created; must be empty unless ``resume``).
 
     ``resume=True`` continues from ``out_dir/checkpoint.pt`` until ``config.epochs`` epochs in
-    total; with the same seed the result equals an uninterrupted run (on CPU)."""
+    total (a folder interrupted before its first checkpoint starts over); with the same seed the
+    result equals an uninterrupted run (on CPU): weights, best weights, optimizer, lr schedule,
+    warm-up step and RNG states come from the checkpoint, the data order from (seed, epoch).
+
+    Ctrl-C / SIGTERM raise :class:`KeyboardInterrupt` and leave the last complete epoch
+    (checkpoint.pt and metrics.jsonl agree). A non-finite loss or gradient raises
+    :class:`NonFiniteLossError` (``on_nonfinite='stop'``) or skips the batch (``'skip'``);
+    non-finite weights are never saved."""
+    with _InterruptGuard() as guard:
+        return _train(config, out_dir, guard, resume=resume, progress=progress, corpus=corpus)
+
+
+def _train(config: TrainConfig, out_dir: str | Path, guard: _InterruptGuard, *, resume: bool,
+           progress: bool, corpus: Corpus | None) -> Run:
     out = Path(out_dir)
     config.validate()
     device = resolve_device(config.device)
@@ -164,24 +230,40 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, pro
 
     torch.manual_seed(config.seed)
     random.seed(config.seed)
-    model = TextVAE(config, len(corpus.vocab)).to(device)
+    model = make_method(config).build_model(len(corpus.vocab)).to(device)   # TextVAE, or the method's own
     method = make_method(config)
     state = {"epoch": 0, "step": 0, "lr": config.lr, "best_loss": math.inf, "not_improved": 0,
              "n_decays": 0, "stopped": False}
     history: list[dict] = []
     best_state = copy.deepcopy(model.state_dict())
 
+    ck = None
     if resume:
-        if not ckpt_path.exists():
-            raise RunError(f"{ckpt_path}: nothing to resume (no checkpoint)")
+        if not (out / "config.json").exists():
+            raise RunError(f"{out}: nothing to resume (no config.json)")
         saved = TrainConfig.load(out / "config.json")
-        differs = {k: (v, getattr(config, k)) for k, v in saved.to_dict().items()
-                   if k not in ("epochs", "device") and getattr(config, k) != v}
+        differs = config_differences(saved.to_dict(), config)
         if differs:
-            raise RunError(f"{out}: resume with a different config: " +
-                           ", ".join(f"{k}: saved {a!r} vs {b!r}" for k, (a, b) in differs.items()))
-        ck = load_checkpoint(ckpt_path)
-        model.load_state_dict(ck["model"])
+            raise RunError(f"{out}: resume with a different config: {differs}")
+        if ckpt_path.exists():
+            ck = load_checkpoint(ckpt_path)
+            missing = [k for k in CHECKPOINT_KEYS if k not in ck] if isinstance(ck, dict) else CHECKPOINT_KEYS
+            if missing:
+                raise RunError(f"{ckpt_path}: not a training checkpoint (missing {', '.join(missing)})")
+            differs = config_differences(ck.get("config", {}), config)
+            if differs:
+                raise RunError(f"{ckpt_path}: checkpoint from a different config: {differs}")
+        with guard.critical():
+            if saved.epochs != config.epochs:      # config.json records the epochs asked for
+                config.replace(device=saved.device).save(out / "config.json")
+            if ck is None:                          # interrupted before its first checkpoint
+                write_metrics(out / "metrics.jsonl", history)
+    if ck is not None:
+        try:
+            model.load_state_dict(ck["model"])
+        except RuntimeError:
+            raise RunError(f"{ckpt_path}: weights do not match the config: "
+                           f"{state_dict_mismatch(model, ck['model'])}") from None
         best_state = ck["best_model"]
         state = ck["state"]
         history = ck["history"]
@@ -189,37 +271,45 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, pro
         random.setstate(ck["python_rng"])
         if device.type == "cuda" and ck.get("cuda_rng") is not None:
             torch.cuda.set_rng_state(ck["cuda_rng"])
-    else:
+    elif not resume:
+        if out.exists() and not out.is_dir():
+            raise RunError(f"{out}: exists and is not a directory")
         out.mkdir(parents=True, exist_ok=True)
         if any(out.iterdir()):
             raise RunError(f"{out}: run folder is not empty (use resume, or another --out)")
-        config.save(out / "config.json")
-        write_metrics(out / "metrics.jsonl", history)
+        with guard.critical():
+            config.save(out / "config.json")
+            write_metrics(out / "metrics.jsonl", history)
 
     optimizer = build_optimizer(config, model, state["lr"])
-    if resume:
+    if ck is not None:
         optimizer.load_state_dict(ck["optimizer"])
-    write_metrics(out / "metrics.jsonl", history)   # consistent with the checkpoint
+        method.load_state_dict(ck.get("method", {}))
+        with guard.critical():
+            write_metrics(out / "metrics.jsonl", history)   # consistent with the checkpoint
+    # what a method's hooks may use (objectives.TrainContext); the lambdas see the current optimizer/lr
+    ctx = TrainContext(config, model, corpus, device, get_optimizer=lambda: optimizer,
+                       make_optimizer=lambda: build_optimizer(config, model, state["lr"]), state=state)
 
     train_split = corpus.train
     n_batches = len(bucket_batches(train_split, config.batch_size, drop_singletons=True))
-    warmup_steps = config.warmup_epochs * n_batches
 
-    def kl_weight(step: int) -> float:
-        if warmup_steps <= 0:
-            return 1.0
-        return min(1.0, config.kl_start + (1.0 - config.kl_start) * step / warmup_steps)
+    def kl_weight(step: int) -> float:   # the method's schedule (objectives.Method.kl_weight): linear warm-up by default
+        return method.kl_weight(step, n_batches)
 
     epochs_iter = range(state["epoch"], config.epochs)
     if progress:
         from tqdm.auto import tqdm
         epochs_iter = tqdm(epochs_iter, desc=f"{config.model} training", unit="epoch",
                            initial=state["epoch"], total=config.epochs)
-    with _sigterm_as_interrupt():
+    with guard:  # Ctrl-C / SIGTERM → KeyboardInterrupt, held back while a checkpoint is written
         for epoch in epochs_iter:
             if state["stopped"]:
                 break
             t0 = time.perf_counter()
+            model.train()
+            ctx.epoch = epoch
+            method.before_epoch(ctx)            # e.g. pretrain-fb's autoencoder phase (timed with epoch 1)
             model.train()
             sums = torch.zeros(3, dtype=torch.float64, device=device)    # loss, rec, kl (sentence sums)
             mu_sum = torch.zeros(model.nz, dtype=torch.float64, device=device)
@@ -228,9 +318,9 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, pro
             n_sent = n_tok = skipped = 0
             for index in bucket_batches(train_split, config.batch_size, shuffle=True, seed=config.seed,
                                         epoch=epoch, drop_singletons=True):
-                b = make_batch(train_split, index).to(device)
+                b = method.make_batch(train_split, index).to(device)
                 w = kl_weight(state["step"])
-                terms = method.loss(model, b.tokens, b.lengths, w)
+                terms = method.train_step(ctx, b, w)    # default: method.loss (aggressive: inner loop first)
                 if not torch.isfinite(terms.loss):
                     if config.on_nonfinite == "skip":
                         skipped += 1
@@ -238,12 +328,22 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, pro
                         continue
                     last = f"{ckpt_path} (end of epoch {state['epoch']})" if ckpt_path.exists() else "none yet"
                     raise NonFiniteLossError(
-                        f"non-finite loss ({float(terms.loss)}) at epoch {epoch + 1}, step {state['step'] + 1}; "
+                        f"non-finite loss ({float(terms.loss.detach())}) at epoch {epoch + 1}, step {state['step'] + 1}; "
                         f"training stopped, the last good checkpoint is {last}")
                 optimizer.zero_grad(set_to_none=True)
                 terms.loss.backward()
-                if config.clip_grad > 0:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.clip_grad)
+                # the norm is computed either way (max_norm=inf scales by exactly 1): it guards the step
+                grad_norm = torch.nn.utils.clip_grad_norm_(
+                    model.parameters(), config.clip_grad if config.clip_grad > 0 else math.inf)
+                if not torch.isfinite(grad_norm):
+                    optimizer.zero_grad(set_to_none=True)
+                    if config.on_nonfinite == "skip":
+                        skipped += 1
+                        continue
+                    last = f"{ckpt_path} (end of epoch {state['epoch']})" if ckpt_path.exists() else "none yet"
+                    raise NonFiniteLossError(
+                        f"non-finite gradient norm ({float(grad_norm)}) at epoch {epoch + 1}, step "
+                        f"{state['step'] + 1}; training stopped, the last good checkpoint is {last}")
                 optimizer.step()
                 state["step"] += 1
                 B = len(b)
@@ -274,12 +374,18 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, pro
                 if batch_bound:
                     gaps = torch.stack(batch_kl[-len(batch_bound):]) - torch.stack(batch_bound)
                     row["kl_minus_batch_bound_min"] = float(gaps.min())
-            val = elbo(model, corpus.valid, seed=config.seed)
-            au, _ = active_units(model, corpus.valid)
-            vrow = {"epoch": epoch + 1, "split": "valid", "loss": val["loss"], "rec": val["rec"], "kl": val["kl"],
-                    "elbo": val["elbo"], "au": au, "mi": mutual_information(model, corpus.valid, seed=config.seed),
-                    "ppl_elbo": math.exp(val["loss"] * val["n_sentences"] / val["n_tokens"]),
-                    "lr": state["lr"]}
+            if method.conditional:  # cvae, bn-cvae: ELBO and AU of (context, response) pairs (bnvae_core.cvae)
+                val = method.validation_metrics(model, corpus.valid, seed=config.seed)
+                au = val["au"]
+                vrow = {"epoch": epoch + 1, "split": "valid", **val, "lr": state["lr"]}
+            else:
+                val = elbo(model, corpus.valid, seed=config.seed)
+                au, _ = active_units(model, corpus.valid)
+                vrow = {"epoch": epoch + 1, "split": "valid", "loss": val["loss"], "rec": val["rec"], "kl": val["kl"],
+                        "elbo": val["elbo"], "au": au, "mi": mutual_information(model, corpus.valid, seed=config.seed),
+                        "ppl_elbo": math.exp(val["loss"] * val["n_sentences"] / val["n_tokens"]),
+                        "lr": state["lr"]}
+            method.after_epoch(ctx, row, vrow)      # e.g. aggressive's MI stop rule
             history += [row, vrow]
             # --- lr schedule on the validation loss (−ELBO) -----------------------------------
             if val["loss"] < state["best_loss"]:
@@ -297,26 +403,49 @@ def train(config: TrainConfig, out_dir: str | Path, *, resume: bool = False, pro
                         model.load_state_dict(best_state)
                         optimizer = build_optimizer(config, model, state["lr"])
             state["epoch"] = epoch + 1
-            atomic_torch_save({"model": model.state_dict(), "best_model": best_state, "state": state,
-                               "history": history, "optimizer": optimizer.state_dict(),
-                               "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
-                               "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
-                               "config": config.to_dict()}, ckpt_path)
-            write_metrics(out / "metrics.jsonl", history)
+            if not (_all_finite(model.state_dict()) and _all_finite(best_state)):
+                last = f"{ckpt_path} (end of epoch {epoch})" if ckpt_path.exists() else "none yet"
+                raise NonFiniteLossError(f"non-finite weights at the end of epoch {epoch + 1} (step "
+                                         f"{state['step']}); not saved, the last good checkpoint is {last}")
+            with guard.critical():
+                atomic_torch_save({"model": model.state_dict(), "best_model": best_state, "state": state,
+                                   "history": history, "optimizer": optimizer.state_dict(),
+                                   "torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
+                                   "cuda_rng": torch.cuda.get_rng_state() if device.type == "cuda" else None,
+                                   "config": config.to_dict(), "method": method.state_dict()}, ckpt_path)
+                write_metrics(out / "metrics.jsonl", history)
             if progress:
                 epochs_iter.set_postfix(rec=f"{row['rec']:.2f}", kl=f"{row['kl']:.2f}",
                                         val=f"{val['loss']:.2f}", au=au)
 
     model.load_state_dict(best_state)
-    atomic_torch_save(best_state, out / "model.pt")
+    if not _all_finite(best_state):
+        raise NonFiniteLossError(f"{out}: the best weights are not finite; model.pt not written")
     summary = {"config_hash": config.hash(), "epochs": state["epoch"], "steps": state["step"],
                "best_valid_loss": state["best_loss"], "vocab_size": len(corpus.vocab),
-               "n_train": len(corpus.train), "device": str(device)}
-    atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
+               "n_train": len(corpus.train), "device": str(device),
+               "corpus_reading": getattr(corpus, "reading", {})}
+    with guard.critical():
+        atomic_torch_save(best_state, out / "model.pt")
+        atomic_write_bytes(out / "summary.json", json.dumps(summary, indent=2).encode())
     return Run(config, model, corpus, out, history)
 
 
 # --- loading ------------------------------------------------------------------------------
+
+def state_dict_mismatch(model: torch.nn.Module, state: dict) -> str:
+    """What differs between ``model``'s parameters and a saved ``state`` dict, for error messages:
+    ``'decoder.out.weight: saved (9, 16) vs model (12, 16); missing: …; unexpected: …'``."""
+    own = model.state_dict()
+    parts = [f"{k}: saved {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+             for k, v in own.items() if k in state and torch.is_tensor(state[k]) and state[k].shape != v.shape]
+    missing, unexpected = [k for k in own if k not in state], [k for k in state if k not in own]
+    if missing:
+        parts.append(f"missing: {', '.join(missing)}")
+    if unexpected:
+        parts.append(f"unexpected: {', '.join(unexpected)}")
+    return "; ".join(parts) or "no shape difference"
+
 
 def load_checkpoint(path: Path) -> dict:
     try:
@@ -335,14 +464,18 @@ def load_run(path: str | Path, device: str | None = None) -> Run:
     if device is not None:
         config = config.replace(device=device)
     corpus = corpus_for(config)
-    model = TextVAE(config, len(corpus.vocab))
+    model = make_method(config).build_model(len(corpus.vocab))
     state = load_checkpoint(path / "model.pt")
+    if not isinstance(state, dict) or not all(torch.is_tensor(v) for v in state.values()):
+        raise RunError(f"{path / 'model.pt'}: not a state_dict of weights")
     try:
         model.load_state_dict(state)
-    except RuntimeError as err:
-        raise RunError(f"{path / 'model.pt'}: weights do not match config.json "
-                       f"(vocab {len(corpus.vocab)}, emb {config.emb_dim}, hidden {config.hidden_dim}, "
-                       f"nz {config.nz}): {str(err).splitlines()[0]}") from None
+    except RuntimeError:
+        raise RunError(f"{path / 'model.pt'}: weights do not match config.json (vocab {len(corpus.vocab)}, "
+                       f"emb {config.emb_dim}, hidden {config.hidden_dim}, nz {config.nz}): "
+                       f"{state_dict_mismatch(model, state)}") from None
+    if not _all_finite(state):
+        raise RunError(f"{path / 'model.pt'}: holds non-finite (NaN/Inf) weights")
     model.to(resolve_device(config.device)).eval()
     return Run(config, model, corpus, path, read_metrics(path / "metrics.jsonl"))
 
