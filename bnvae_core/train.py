@@ -169,6 +169,11 @@ def config_differences(saved: dict, config: TrainConfig, ignore: tuple[str, ...]
                      for k in keys if saved.get(k, "<absent>") != current.get(k, "<absent>"))
 
 
+def _exp_or_inf(x: float) -> float:
+    """exp(x), but inf instead of an OverflowError (a diverging run's perplexity)."""
+    return math.exp(x) if x < 709.0 else math.inf
+
+
 def _all_finite(state_dict: dict) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in state_dict.values()
                if torch.is_tensor(t) and t.is_floating_point())
@@ -383,7 +388,7 @@ def _train(config: TrainConfig, out_dir: str | Path, guard: _InterruptGuard, *, 
                 au, _ = active_units(model, corpus.valid)
                 vrow = {"epoch": epoch + 1, "split": "valid", "loss": val["loss"], "rec": val["rec"], "kl": val["kl"],
                         "elbo": val["elbo"], "au": au, "mi": mutual_information(model, corpus.valid, seed=config.seed),
-                        "ppl_elbo": math.exp(val["loss"] * val["n_sentences"] / val["n_tokens"]),
+                        "ppl_elbo": _exp_or_inf(val["loss"] * val["n_sentences"] / val["n_tokens"]),
                         "lr": state["lr"]}
             method.after_epoch(ctx, row, vrow)      # e.g. aggressive's MI stop rule
             history += [row, vrow]
