@@ -1,0 +1,368 @@
+"""Figures of posterior collapse and of BN-VAE's KL bound: DataFrames in, matplotlib Figures out.
+
+Every function here is *pure*: it reads its arguments, draws on a new figure (or on the
+``ax``/``axes`` it is given), and returns the :class:`matplotlib.figure.Figure`. No global
+style is changed; colours come from seaborn's colour-blind-safe ``"colorblind"`` palette and
+every axis that shows a KL, a reconstruction term or an ELBO says its unit (nats). Saving is
+a separate step, :func:`save_figure` (PNG + SVG).
+
+Inputs are the package's own tables:
+
+* ``run.history`` (:class:`bnvae_core.train.Run`): one row per epoch and split, columns
+  ``epoch, split, rec, kl, au`` (+ ``elbo`` on valid rows) — :func:`training_curves`;
+* :func:`bnvae_core.metrics.kl_per_example`: one row per sentence, columns ``length, kl,
+  kl_0 … kl_{nz−1}`` — :func:`kl_distribution`, :func:`kl_cdf`, :func:`kl_vs_length`,
+  :func:`per_dim_kl`;
+* numbers from a γ sweep — :func:`gamma_bound` (BN-VAE's bound ``E[KL] ≥ n γ²/2``, Zhu et al.
+  2020 §3.2);
+* pre-/post-BN posterior means (N, nz) — :func:`mu_before_after_bn`, :func:`gamma_explorer`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+#: metric column → (panel title, y label) of :func:`training_curves`
+CURVE_METRICS = {
+    "rec": ("reconstruction −E_q log p(x|z)", "nats per sentence"),
+    "kl": ("KL(q(z|x) ‖ p(z))", "nats per sentence"),
+    "elbo": ("ELBO", "nats per sentence"),
+    "au": ("active units", "units (of nz)"),
+}
+KL_LABEL = "KL(q(z|x) ‖ p(z)) per sentence (nats)"
+
+
+def palette(n: int) -> list:
+    """``n`` colour-blind-safe colours (seaborn ``"colorblind"``, cycled)."""
+    return sns.color_palette("colorblind", n_colors=max(n, 1))
+
+
+def _new_axes(ax=None, *, nrows: int = 1, ncols: int = 1, figsize=(6.0, 4.0)):
+    """(figure, axes) — the figure of the given ``ax`` (a single Axes or an array), or a new one.
+
+    New figures are plain :class:`Figure` objects, not registered with pyplot: nothing global
+    changes, nothing is shown twice in a notebook, and nothing leaks when many are drawn."""
+    if ax is not None:
+        first = ax if isinstance(ax, Axes) else np.ravel(ax)[0]
+        return first.figure, ax
+    fig = Figure(figsize=figsize)
+    axes = fig.subplots(nrows, ncols, squeeze=nrows * ncols == 1)
+    return fig, axes
+
+
+def _check_models(tables: Mapping[str, pd.DataFrame], needed: Sequence[str], what: str) -> None:
+    if not tables:
+        raise ValueError(f"{what}: no models given (expected a dict name → DataFrame)")
+    for name, df in tables.items():
+        missing = [c for c in needed if c not in df.columns]
+        if missing:
+            raise ValueError(f"{what}: table of {name!r} lacks column(s) {', '.join(missing)}")
+
+
+# --- training curves ------------------------------------------------------------------------
+
+def training_curves(history_by_model: Mapping[str, pd.DataFrame],
+                    metrics: Sequence[str] = ("rec", "kl", "elbo", "au"), axes=None) -> Figure:
+    """One panel per metric over epochs; a colour per model, solid = train, dashed = valid.
+
+    ``history_by_model``: name → ``run.history`` (columns ``epoch, split, rec, kl, au``).
+    The ELBO of train rows is ``−(rec + kl)`` (the logged train ``loss`` weights the KL by
+    the warm-up weight, so it is not the ELBO until warm-up ends). Train KL/rec are averages
+    over the epoch's batches in train mode (dropout, BN batch statistics); valid ones are
+    measured after the epoch in eval mode."""
+    unknown = [m for m in metrics if m not in CURVE_METRICS]
+    if unknown:
+        raise ValueError(f"training_curves: unknown metric(s) {unknown} (choose from {list(CURVE_METRICS)})")
+    _check_models(history_by_model, ["epoch", "split"] + [m for m in metrics if m != "elbo"],
+                  "training_curves")
+    ncols = 2 if len(metrics) > 1 else 1
+    nrows = int(np.ceil(len(metrics) / ncols))
+    fig, axes = _new_axes(axes, nrows=nrows, ncols=ncols, figsize=(5.0 * ncols, 3.4 * nrows))
+    flat = np.ravel(axes)
+    colours = palette(len(history_by_model))
+    for ax, metric in zip(flat, metrics):
+        for colour, (name, hist) in zip(colours, history_by_model.items()):
+            for split, style in (("train", "-"), ("valid", "--")):
+                rows = hist[hist["split"] == split].sort_values("epoch")
+                if rows.empty:
+                    continue
+                if metric == "elbo":
+                    y = rows["elbo"] if "elbo" in rows and rows["elbo"].notna().all() else -(rows["rec"] + rows["kl"])
+                else:
+                    y = rows[metric]
+                ax.plot(rows["epoch"], y, style, color=colour, marker="o", markersize=3,
+                        label=f"{name} ({split})")
+        title, ylabel = CURVE_METRICS[metric]
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
+        if metric == "kl":
+            ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
+    for ax in flat[len(metrics):]:
+        ax.set_visible(False)
+    flat[0].legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+# --- per-sentence and per-dimension KL -----------------------------------------------------
+
+def kl_distribution(df_by_model: Mapping[str, pd.DataFrame], kind: str = "hist", ax=None,
+                    log: bool = False, bins: int = 40, bound: float | None = None) -> Figure:
+    """Distribution of the per-sentence KL (column ``kl`` of :func:`metrics.kl_per_example`).
+
+    ``kind='hist'``: step histograms (density) per model, on a shared binning (log-spaced bins
+    when ``log``); ``kind='violin'``: one violin per model. ``bound``: draws a reference line,
+    e.g. BN-VAE's ``n γ²/2`` (a bound on the *mean* KL, not on every sentence's)."""
+    _check_models(df_by_model, ["kl"], "kl_distribution")
+    if kind not in ("hist", "violin"):
+        raise ValueError(f"kl_distribution: kind must be 'hist' or 'violin', got {kind!r}")
+    fig, ax = _new_axes(ax, figsize=(6.5, 4.0))
+    colours = palette(len(df_by_model))
+    if kind == "hist":
+        values = np.concatenate([df["kl"].to_numpy(float) for df in df_by_model.values()])
+        if log:
+            low = max(float(values[values > 0].min()) if (values > 0).any() else 1e-6, 1e-6)
+            edges = np.geomspace(low, max(float(values.max()), low * 10), bins + 1)
+            ax.set_xscale("log")
+        else:
+            edges = np.linspace(min(0.0, float(values.min())), max(float(values.max()), 1e-3), bins + 1)
+        for colour, (name, df) in zip(colours, df_by_model.items()):
+            kl = df["kl"].to_numpy(float)
+            ax.hist(np.clip(kl, edges[0], edges[-1]), bins=edges, density=True, histtype="step",
+                    linewidth=1.8, color=colour, label=f"{name} (mean {kl.mean():.2f} nats)")
+        ax.set_xlabel(KL_LABEL)
+        ax.set_ylabel("density (per nat)")
+    else:
+        long = pd.concat([pd.DataFrame({"model": name, "kl": df["kl"].to_numpy(float)})
+                          for name, df in df_by_model.items()], ignore_index=True)
+        sns.violinplot(data=long, x="model", y="kl", hue="model", palette=colours, cut=0,
+                       inner="quartile", ax=ax, legend=False, density_norm="width")
+        if log:
+            ax.set_yscale("log")
+        ax.set_xlabel("model")
+        ax.set_ylabel(KL_LABEL)
+    if bound is not None:
+        line = ax.axvline if kind == "hist" else ax.axhline
+        line(bound, color="black", linestyle=":", label=f"n γ²/2 = {bound:.2f} nats")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def kl_cdf(df_by_model: Mapping[str, pd.DataFrame], ax=None, thresholds: Sequence[float] = (),
+           log: bool = True) -> Figure:
+    """Fraction of sentences whose KL is below t, as a function of t (the empirical CDF).
+
+    A collapsed model's curve jumps to 1 at t ≈ 0: every sentence is encoded as the prior.
+    ``thresholds``: vertical reference lines."""
+    _check_models(df_by_model, ["kl"], "kl_cdf")
+    fig, ax = _new_axes(ax, figsize=(6.0, 4.0))
+    for colour, (name, df) in zip(palette(len(df_by_model)), df_by_model.items()):
+        kl = np.sort(df["kl"].to_numpy(float))
+        frac = np.arange(1, len(kl) + 1) / len(kl)
+        ax.step(np.maximum(kl, 1e-6) if log else kl, frac, where="post", color=colour, label=name)
+    for t in thresholds:
+        ax.axvline(t, color="grey", linestyle=":", linewidth=1)
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel("threshold t on the per-sentence KL (nats)")
+    ax.set_ylabel("fraction of sentences with KL < t")
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def kl_vs_length(df_by_model: Mapping[str, pd.DataFrame], ax=None, max_points: int = 2000,
+                 seed: int = 0) -> Figure:
+    """Per-sentence KL against sentence length (tokens): faint points plus the mean per length.
+
+    ``max_points`` sentences per model are drawn (a seeded subsample) so the figure stays light."""
+    _check_models(df_by_model, ["kl", "length"], "kl_vs_length")
+    fig, ax = _new_axes(ax, figsize=(6.5, 4.0))
+    rng = np.random.default_rng(seed)
+    for colour, (name, df) in zip(palette(len(df_by_model)), df_by_model.items()):
+        shown = df if len(df) <= max_points else df.iloc[np.sort(rng.choice(len(df), max_points, replace=False))]
+        ax.scatter(shown["length"], shown["kl"], s=6, alpha=0.25, color=colour, linewidths=0)
+        means = df.groupby("length")["kl"].mean()
+        ax.plot(means.index, means.to_numpy(), color=colour, marker="o", markersize=3,
+                label=f"{name}: mean per length")
+    ax.set_xlabel("sentence length (tokens)")
+    ax.set_ylabel(KL_LABEL)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def per_dim_columns(df: pd.DataFrame) -> list[str]:
+    """The per-dimension KL columns ``kl_0 … kl_{nz−1}`` of a :func:`kl_per_example` table, in order."""
+    cols = [c for c in df.columns if c.startswith("kl_") and c[3:].isdigit()]
+    return sorted(cols, key=lambda c: int(c[3:]))
+
+
+def per_dim_kl(df_by_model: Mapping[str, pd.DataFrame], ax=None, sort: bool = True,
+               threshold: float | None = None) -> Figure:
+    """Mean KL of each latent dimension, ``E_x KL(q(z_j|x) ‖ N(0,1))``, one line per model.
+
+    ``sort``: dimensions ordered by decreasing KL within each model (a "scree" plot); a collapsed
+    model is flat at 0. ``threshold``: a horizontal reference (e.g. BN-VAE's γ²/2 per dimension)."""
+    fig, ax = _new_axes(ax, figsize=(6.5, 4.0))
+    if not df_by_model:
+        raise ValueError("per_dim_kl: no models given")
+    for colour, (name, df) in zip(palette(len(df_by_model)), df_by_model.items()):
+        cols = per_dim_columns(df)
+        if not cols:
+            raise ValueError(f"per_dim_kl: table of {name!r} has no kl_0 … kl_(nz-1) columns")
+        means = df[cols].mean().to_numpy(float)
+        if sort:
+            means = np.sort(means)[::-1]
+        ax.plot(np.arange(len(means)), means, color=colour, marker="o", markersize=3,
+                label=f"{name} (total {means.sum():.2f} nats)")
+    if threshold is not None:
+        ax.axhline(threshold, color="black", linestyle=":", label=f"γ²/2 = {threshold:.3f} nats")
+    ax.set_xlabel("latent dimension j" + (" (sorted by KL)" if sort else ""))
+    ax.set_ylabel("mean KL of dimension j (nats)")
+    ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+# --- BN-VAE's bound --------------------------------------------------------------------------
+
+def nominal_bound(gammas, nz: int) -> np.ndarray:
+    """BN-VAE's lower bound on the expected KL of a training batch, ``n γ²/2`` nats (Zhu et al. §3.2)."""
+    return 0.5 * nz * np.asarray(gammas, dtype=float) ** 2
+
+
+def gamma_bound(gammas: Sequence[float] | None = None, measured_train_kl: Sequence[float] | None = None,
+                measured_eval_kl: Sequence[float] | None = None, nz: int = 32, ax=None,
+                gamma_grid: Sequence[float] | None = None,
+                extra_points: Mapping[str, Sequence[float]] | None = None,
+                highlight: float | None = None) -> Figure:
+    """The theoretical curve ``n γ²/2`` against γ, with measured KLs as points.
+
+    ``gammas``: the γ of each measured run; ``measured_train_kl``: train-mode KL (BN with batch
+    statistics: the bound holds) — filled circles; ``measured_eval_kl``: eval-mode KL (running
+    statistics: approximate) — open squares; ``extra_points``: label → values aligned with
+    ``gammas`` (e.g. the smallest batch KL); ``highlight``: marks one γ on the curve (the slider
+    of :mod:`bnvae_core.widgets`)."""
+    fig, ax = _new_axes(ax, figsize=(6.0, 4.2))
+    lo = min([0.0] + list(gammas or []))
+    hi = max([1.0] + list(gammas or []) + ([highlight] if highlight is not None else []))
+    grid = np.asarray(gamma_grid if gamma_grid is not None else np.linspace(lo, hi * 1.05, 200), float)
+    colours = palette(4 + len(extra_points or {}))
+    ax.plot(grid, nominal_bound(grid, nz), color="black", label=f"bound n γ²/2 (n = {nz})")
+    for (label, values, style), colour in zip(
+            [("train-mode KL (batch statistics)", measured_train_kl, dict(marker="o")),
+             ("eval-mode KL (running statistics)", measured_eval_kl,
+              dict(marker="s", markerfacecolor="none", markeredgewidth=1.5))]
+            + [(k, v, dict(marker="^")) for k, v in (extra_points or {}).items()], colours):
+        if values is None:
+            continue
+        if gammas is None or len(values) != len(gammas):
+            raise ValueError(f"gamma_bound: {label}: need one value per gamma ({len(gammas or [])})")
+        ax.plot(gammas, values, linestyle="none", color=colour, markersize=7, label=label, **style)
+    if highlight is not None:
+        ax.plot([highlight], nominal_bound([highlight], nz), marker="*", markersize=14, color=colours[-1],
+                linestyle="none", label=f"γ = {highlight:.2f}: {nominal_bound([highlight], nz)[0]:.2f} nats")
+    ax.set_xlabel("γ (fixed BN scale of μ)")
+    ax.set_ylabel("KL per sentence (nats)")
+    ax.set_xlim(grid[0], grid[-1])
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def mu_before_after_bn(mu_pre: np.ndarray, mu_post: np.ndarray, gamma: float | None = None,
+                       axes=None, bins: int = 60) -> Figure:
+    """What BN does to the posterior means: three panels.
+
+    ``mu_pre``, ``mu_post``: (N, nz) μ before BN (``model.encoder``) and after (``model.encode``).
+    Left/middle: histograms of all N·nz entries before and after (after: with the prior N(0, 1)
+    for reference). Right: per dimension, ``½ mean_x μ_j²`` before and after BN — the part of the
+    KL that μ alone forces, in nats; BN pins it near ``(γ² + β_j²)/2`` (dotted: γ²/2)."""
+    mu_pre, mu_post = np.asarray(mu_pre, float), np.asarray(mu_post, float)
+    if mu_pre.ndim != 2 or mu_pre.shape != mu_post.shape:
+        raise ValueError(f"mu_before_after_bn: need two (N, nz) arrays of equal shape, "
+                         f"got {mu_pre.shape} and {mu_post.shape}")
+    fig, axes = _new_axes(axes, nrows=1, ncols=3, figsize=(14.0, 3.8))
+    a_pre, a_post, a_dim = np.ravel(axes)[:3]
+    c = palette(3)
+    a_pre.hist(mu_pre.ravel(), bins=bins, density=True, color=c[0], alpha=0.8, label="before BN")
+    a_pre.set_xlabel("μ_j(x) before BN (latent units)")
+    a_pre.set_ylabel("density")
+    a_pre.set_title(f"before BN: sd {mu_pre.std():.3g}")
+    a_pre.legend(fontsize="small")
+    a_post.hist(mu_post.ravel(), bins=bins, density=True, color=c[1], alpha=0.8, label="after BN")
+    xs = np.linspace(min(-3.0, mu_post.min()), max(3.0, mu_post.max()), 200)
+    a_post.plot(xs, np.exp(-xs ** 2 / 2) / np.sqrt(2 * np.pi), color="black", linestyle=":", label="prior N(0, 1)")
+    a_post.set_xlabel("μ̂_j(x) after BN (latent units)")
+    a_post.set_ylabel("density")
+    a_post.set_title(f"after BN: sd {mu_post.std():.3g}")
+    a_post.legend(fontsize="small")
+    j = np.arange(mu_pre.shape[1])
+    a_dim.plot(j, 0.5 * (mu_pre ** 2).mean(0), marker="o", markersize=3, color=c[0], label="before BN")
+    a_dim.plot(j, 0.5 * (mu_post ** 2).mean(0), marker="o", markersize=3, color=c[1], label="after BN")
+    if gamma is not None:
+        a_dim.axhline(gamma ** 2 / 2, color="black", linestyle=":", label=f"γ²/2 = {gamma ** 2 / 2:.3f} nats")
+    a_dim.set_xlabel("latent dimension j")
+    a_dim.set_ylabel("½ mean μ_j² (nats)")
+    a_dim.set_title("KL floor per dimension")
+    a_dim.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def gamma_explorer(gamma: float, mu_hat: np.ndarray, nz: int, beta: np.ndarray | None = None,
+                   axes=None, gamma_max: float = 1.5, bins: int = 60) -> Figure:
+    """The two views the γ slider redraws (:class:`bnvae_core.widgets.GammaExplorer`).
+
+    Left: the bound ``n γ²/2`` against γ with the current γ starred and the measured
+    ``½ mean_x ‖μ̂(x)‖²`` of ``mu_hat`` (N, nz) — the KL floor this γ forces on the batch.
+    Right: the histogram of all entries of ``mu_hat`` with the prior N(0, 1). ``beta`` (nz,):
+    the learned shift, shown as the exact floor ``½ Σ_j (γ² + β_j²)``."""
+    mu_hat = np.asarray(mu_hat, float)
+    fig, axes = _new_axes(axes, nrows=1, ncols=2, figsize=(11.0, 3.8))
+    a_bound, a_hist = np.ravel(axes)[:2]
+    gamma_bound(nz=nz, ax=a_bound, gamma_grid=np.linspace(0, gamma_max, 200), highlight=gamma)
+    c = palette(6)
+    floor = 0.5 * float((mu_hat ** 2).sum(1).mean())
+    a_bound.plot([gamma], [floor], marker="o", color=c[1], linestyle="none",
+                 label=f"½ mean ‖μ̂‖² = {floor:.2f} nats")
+    if beta is not None:
+        exact = 0.5 * float(nz * gamma ** 2 + (np.asarray(beta, float) ** 2).sum())
+        a_bound.plot([gamma], [exact], marker="x", color=c[2], markersize=9, linestyle="none",
+                     label=f"½ Σ(γ² + β²) = {exact:.2f} nats")
+    a_bound.legend(fontsize="small")
+    a_hist.hist(mu_hat.ravel(), bins=bins, density=True, color=c[0], alpha=0.8, label=f"μ̂_j(x), γ = {gamma:.2f}")
+    xs = np.linspace(-3.0, 3.0, 200)
+    a_hist.plot(xs, np.exp(-xs ** 2 / 2) / np.sqrt(2 * np.pi), color="black", linestyle=":", label="prior N(0, 1)")
+    a_hist.set_xlim(-3.0, 3.0)
+    a_hist.set_xlabel("μ̂_j(x) after BN (latent units)")
+    a_hist.set_ylabel("density")
+    a_hist.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+# --- saving -------------------------------------------------------------------------------------
+
+def save_figure(fig: Figure, directory: str | Path, name: str, dpi: int = 150) -> list[Path]:
+    """Write ``directory/name.png`` and ``directory/name.svg`` (directory created); return both paths."""
+    if not name or "/" in name or "\\" in name:
+        raise ValueError(f"save_figure: name must be a plain file stem, got {name!r}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / f"{name}.png", directory / f"{name}.svg"]
+    fig.savefig(paths[0], dpi=dpi, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight")
+    return paths

@@ -1,0 +1,256 @@
+"""Plot helpers (bnvae_core.plots), the γ slider (bnvae_core.widgets) and the train-mode batch KL
+the notebooks plot: small synthetic tables, no training except one tiny BN-VAE at the end."""
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from bnvae_core import plots  # noqa: E402
+from bnvae_core.widgets import GammaExplorer, batch_normalize_means  # noqa: E402
+from conftest import TINY  # noqa: E402
+
+NZ = 4
+
+
+def history(seed: int, epochs: int = 3) -> pd.DataFrame:
+    """A run.history-like table: train rows (no elbo) and valid rows (with elbo)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for e in range(1, epochs + 1):
+        rec, kl = 50 - e + rng.random(), 2 * e * rng.random()
+        rows.append({"epoch": e, "split": "train", "rec": rec, "kl": kl, "au": e, "loss": rec + kl})
+        rows.append({"epoch": e, "split": "valid", "rec": rec - 1, "kl": kl, "au": e,
+                     "elbo": -(rec - 1 + kl), "loss": rec - 1 + kl})
+    return pd.DataFrame(rows)
+
+
+def kl_table(seed: int, n: int = 50, scale: float = 1.0) -> pd.DataFrame:
+    """A kl_per_example-like table: sentence, length, label, kl, kl_0 … kl_{NZ−1}."""
+    rng = np.random.default_rng(seed)
+    per_dim = scale * rng.exponential(size=(n, NZ))
+    df = pd.DataFrame(per_dim, columns=[f"kl_{j}" for j in range(NZ)])
+    df.insert(0, "kl", per_dim.sum(1))
+    df.insert(0, "label", 0)
+    df.insert(0, "length", rng.integers(3, 15, size=n))
+    df.insert(0, "sentence", np.arange(n))
+    return df
+
+
+def visible_axes(fig: Figure):
+    return [ax for ax in fig.axes if ax.get_visible()]
+
+
+def all_labels(ax) -> str:
+    return ax.get_xlabel() + " " + ax.get_ylabel()
+
+
+@pytest.fixture(autouse=True)
+def no_pyplot_figures():
+    """The helpers never register figures with pyplot (no global state)."""
+    before = plt.get_fignums()
+    yield
+    assert plt.get_fignums() == before
+
+
+def test_training_curves_one_panel_per_metric_train_and_valid_lines():
+    fig = plots.training_curves({"VAE": history(0), "BN-VAE": history(1)})
+    assert isinstance(fig, Figure)
+    axes = visible_axes(fig)
+    assert len(axes) == 4
+    for ax in axes:
+        assert len(ax.get_lines()) == 2 * 2                     # 2 models × (train, valid)
+    for ax in axes[:3]:                                        # rec, KL, ELBO
+        assert "nats" in ax.get_ylabel()
+    assert "active units" in axes[3].get_title()
+    # train ELBO is −(rec + kl) (no elbo column on train rows); valid uses the logged elbo
+    elbo_ax = axes[2]
+    h = history(0)
+    train = h[h.split == "train"]
+    np.testing.assert_allclose(elbo_ax.get_lines()[0].get_ydata(), -(train.rec + train.kl))
+    labels = [t.get_text() for t in axes[0].get_legend().get_texts()]
+    assert labels == ["VAE (train)", "VAE (valid)", "BN-VAE (train)", "BN-VAE (valid)"]
+
+
+def test_training_curves_subset_and_errors():
+    fig = plots.training_curves({"m": history(0)}, metrics=("kl",))
+    assert len(visible_axes(fig)) == 1
+    with pytest.raises(ValueError, match="unknown metric"):
+        plots.training_curves({"m": history(0)}, metrics=("nope",))
+    with pytest.raises(ValueError, match="lacks column"):
+        plots.training_curves({"m": history(0).drop(columns="kl")})
+    with pytest.raises(ValueError, match="no models"):
+        plots.training_curves({})
+
+
+@pytest.mark.parametrize("kind,log", [("hist", False), ("hist", True), ("violin", False)])
+def test_kl_distribution(kind, log):
+    fig = plots.kl_distribution({"a": kl_table(0), "b": kl_table(1, scale=3)}, kind=kind, log=log, bound=2.0)
+    (ax,) = visible_axes(fig)
+    assert "nats" in all_labels(ax)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any("2.00 nats" in t for t in legend)               # the bound line
+    if kind == "hist":
+        assert len(ax.patches) == 2                            # one step histogram per model
+        assert legend[0].startswith("a (mean")
+
+
+def test_kl_distribution_bad_kind():
+    with pytest.raises(ValueError, match="kind"):
+        plots.kl_distribution({"a": kl_table(0)}, kind="pie")
+
+
+def test_kl_cdf_reaches_one_and_draws_thresholds():
+    fig = plots.kl_cdf({"a": kl_table(0), "b": kl_table(1)}, thresholds=[0.5, 1.0])
+    (ax,) = visible_axes(fig)
+    steps = [line for line in ax.get_lines() if line.get_label() in ("a", "b")]
+    assert len(steps) == 2 and all(line.get_ydata()[-1] == pytest.approx(1.0) for line in steps)
+    assert len(ax.get_lines()) == 4
+    assert "nats" in ax.get_xlabel()
+
+
+def test_kl_vs_length_mean_per_length():
+    df = kl_table(0)
+    fig = plots.kl_vs_length({"a": df})
+    (ax,) = visible_axes(fig)
+    (line,) = ax.get_lines()
+    expected = df.groupby("length")["kl"].mean()
+    np.testing.assert_allclose(line.get_xdata(), expected.index)
+    np.testing.assert_allclose(line.get_ydata(), expected.to_numpy())
+    assert "nats" in ax.get_ylabel() and "tokens" in ax.get_xlabel()
+
+
+def test_per_dim_kl_sorted_means():
+    df = kl_table(0)
+    fig = plots.per_dim_kl({"a": df, "b": kl_table(2)}, threshold=0.18)
+    (ax,) = visible_axes(fig)
+    assert len(ax.get_lines()) == 3
+    y = ax.get_lines()[0].get_ydata()
+    np.testing.assert_allclose(y, np.sort(df[[f"kl_{j}" for j in range(NZ)]].mean().to_numpy())[::-1])
+    assert "nats" in ax.get_ylabel()
+    with pytest.raises(ValueError, match="kl_0"):
+        plots.per_dim_kl({"a": df[["kl", "length"]]})
+
+
+def test_per_dim_columns_numeric_order():
+    df = pd.DataFrame(np.zeros((1, 12)), columns=[f"kl_{j}" for j in range(12)]).assign(kl=0.0, kl_max=1.0)
+    assert plots.per_dim_columns(df) == [f"kl_{j}" for j in range(12)]
+
+
+def test_gamma_bound_curve_and_points():
+    gammas = [0.3, 0.6, 0.9]
+    fig = plots.gamma_bound(gammas, measured_train_kl=[2, 6, 13], measured_eval_kl=[3, 7, 14], nz=32,
+                            extra_points={"smallest batch KL": [1.5, 5.8, 12.9]})
+    (ax,) = visible_axes(fig)
+    curve, train, evals, extra = ax.get_lines()
+    np.testing.assert_allclose(curve.get_ydata(), 16 * curve.get_xdata() ** 2)     # n γ²/2, n = 32
+    np.testing.assert_allclose(train.get_xdata(), gammas)
+    np.testing.assert_allclose(evals.get_ydata(), [3, 7, 14])
+    assert extra.get_label() == "smallest batch KL"
+    assert "nats" in ax.get_ylabel() and "γ" in ax.get_xlabel()
+    assert plots.nominal_bound(0.6, 32) == pytest.approx(5.76)
+
+
+def test_gamma_bound_only_curve_and_mismatch():
+    fig = plots.gamma_bound(nz=8, highlight=0.5)
+    (ax,) = visible_axes(fig)
+    assert len(ax.get_lines()) == 2
+    assert ax.get_lines()[1].get_ydata()[0] == pytest.approx(8 * 0.25 / 2)
+    with pytest.raises(ValueError, match="one value per gamma"):
+        plots.gamma_bound([0.3, 0.6], measured_train_kl=[1.0], nz=8)
+
+
+def test_mu_before_after_bn_three_panels():
+    rng = np.random.default_rng(0)
+    pre = rng.normal(size=(100, NZ))                           # s² ≫ ε: no shrinkage
+    post, _ = batch_normalize_means(pre, gamma=0.6)
+    fig = plots.mu_before_after_bn(pre, post, gamma=0.6)
+    axes = visible_axes(fig)
+    assert len(axes) == 3
+    assert "nats" in axes[2].get_ylabel()
+    after = axes[2].get_lines()[1].get_ydata()
+    np.testing.assert_allclose(after, 0.5 * 0.36, rtol=1e-3)   # BN pins ½ mean μ̂_j² at γ²/2 (β = 0)
+    with pytest.raises(ValueError, match="equal shape"):
+        plots.mu_before_after_bn(pre, post[:, :2])
+
+
+def test_drawing_into_given_axes_returns_that_figure():
+    fig = Figure()
+    ax = fig.subplots()
+    assert plots.kl_distribution({"a": kl_table(0)}, ax=ax) is fig
+    fig2 = Figure()
+    axes = fig2.subplots(2, 2)
+    assert plots.training_curves({"a": history(0)}, axes=axes) is fig2
+
+
+def test_save_figure_writes_png_and_svg(tmp_path):
+    fig = plots.kl_cdf({"a": kl_table(0)})
+    paths = plots.save_figure(fig, tmp_path / "sub", "kl_cdf")
+    assert [p.name for p in paths] == ["kl_cdf.png", "kl_cdf.svg"]
+    assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert b"<svg" in paths[1].read_bytes()[:2000]
+    with pytest.raises(ValueError, match="plain file stem"):
+        plots.save_figure(fig, tmp_path, "a/b")
+
+
+# --- the γ slider ---------------------------------------------------------------------------
+
+def test_batch_normalize_means_exact_floor():
+    """½ mean ‖μ̂‖² = ½ Σ_j (γ² s²/(s²+ε) + β_j²): ≈ n γ²/2 + ½Σβ² for spread means, far less for s² ≪ ε."""
+    rng = np.random.default_rng(0)
+    beta = np.array([0.5, 0.0, -0.2, 0.1])
+    spread = rng.normal(size=(64, NZ))
+    mu_hat, floor = batch_normalize_means(spread, 0.6, beta)
+    assert floor == pytest.approx(0.5 * float((mu_hat ** 2).sum(1).mean()), rel=1e-5)
+    assert floor == pytest.approx(NZ * 0.36 / 2 + 0.5 * (beta ** 2).sum(), rel=1e-4)
+    _, tiny = batch_normalize_means(1.0 + 1e-5 * rng.normal(size=(64, NZ)), 0.6)   # s² ≈ 1e-10 ≪ ε
+    assert tiny < 0.01 * NZ * 0.36 / 2
+    with pytest.raises(ValueError, match="N >= 2"):
+        batch_normalize_means(spread[:1], 0.6)
+    with pytest.raises(ValueError, match="beta"):
+        batch_normalize_means(spread, 0.6, beta[:2])
+
+
+def test_gamma_explorer_slider_redraws():
+    rng = np.random.default_rng(1)
+    explorer = GammaExplorer(rng.normal(size=(80, NZ)), beta=torch.zeros(NZ), gamma=0.6)
+    assert explorer.n_updates == 1
+    first_fig, first_floor = explorer.figure, explorer.kl_floor
+    assert first_floor == pytest.approx(NZ * 0.36 / 2, rel=1e-3)
+    star_before = [line for line in first_fig.axes[0].get_lines() if line.get_marker() == "*"][0].get_ydata()[0]
+
+    explorer.slider.value = 1.0                                  # what moving the slider does
+    assert explorer.n_updates == 2 and explorer.gamma == 1.0
+    assert explorer.figure is not first_fig
+    assert explorer.kl_floor == pytest.approx(NZ * 1.0 / 2, rel=1e-3)
+    assert np.abs(explorer.mu_hat).max() > 1.0 / 0.6 * np.abs(batch_normalize_means(explorer.mu_pre, 0.6)[0]).max() - 1e-4
+    star_after = [line for line in explorer.figure.axes[0].get_lines() if line.get_marker() == "*"][0].get_ydata()[0]
+    assert star_before == pytest.approx(NZ * 0.36 / 2) and star_after == pytest.approx(NZ / 2)
+    assert "nats" in explorer.figure.axes[0].get_ylabel()
+    assert len(explorer.figure_for(0.3).axes) == 2
+
+
+# --- the train-mode batch KL (metrics.train_mode_batch_kl) -----------------------------------
+
+def test_train_mode_batch_kl_bound_holds_and_model_untouched(tiny_bnvae):
+    from bnvae_core.config import TrainConfig
+    from bnvae_core.metrics import train_mode_batch_kl
+    from bnvae_core.model import TextVAE
+    model = tiny_bnvae.model
+    running, was_training = model.bn_head.bn.running_var.clone(), model.training
+    table = train_mode_batch_kl(model, tiny_bnvae.corpus.valid, batch_size=32)
+    assert len(table) == -(-len(tiny_bnvae.corpus.valid) // 32) and table["size"].sum() == len(tiny_bnvae.corpus.valid)
+    assert (table["kl"] >= table["bound"] - 1e-4 * table["bound"].abs().clip(lower=1)).all()
+    assert table["nominal"].iloc[0] == pytest.approx(32 * 0.36 / 2)
+    assert ((table["shrink"] > 0) & (table["shrink"] <= 1)).all()
+    assert torch.equal(model.bn_head.bn.running_var, running)          # running statistics unchanged
+    assert model.training == was_training
+    with pytest.raises(ValueError, match="BN head"):
+        train_mode_batch_kl(TextVAE(TrainConfig(model="vae", **TINY), 50), tiny_bnvae.corpus.valid)
