@@ -95,6 +95,38 @@ def kl_per_example(model: TextVAE, split: EncodedSplit, batch_size: int = 256) -
     return df
 
 
+def train_mode_batch_kl(model: TextVAE, split: EncodedSplit, batch_size: int = 32, seed: int = 0) -> pd.DataFrame:
+    """BN-VAE's KL on training-style batches, with BN using each batch's *own* statistics.
+
+    This is where the bound of Zhu et al. (2020, §3.2) holds: per batch B, since
+    KL ≥ ½‖μ̂‖² per sentence and mean_B μ̂_j² = γ² s_j²/(s_j²+ε) + β_j² exactly,
+    ``kl ≥ bound = ½ Σ_j (γ² s_j²/(s_j²+ε) + β_j²)``, and ``bound ≈ n γ²/2 + ½Σβ²`` once
+    ``shrink`` = mean_j s_j²/(s_j²+ε) ≈ 1 (s_j²: biased batch variance of the pre-BN μ_j).
+    Batches are the length-bucketed ones of training (:func:`data.bucket_batches`, seeded).
+
+    One row per batch: ``batch, size, kl`` (mean per-sentence KL, nats), ``bound``,
+    ``nominal`` (n γ²/2), ``shrink``. The model is untouched: a copy runs in train mode
+    (the running statistics of ``model`` do not move), without gradients."""
+    import copy
+
+    from .data import bucket_batches, make_batch
+    if getattr(model, "bn_head", None) is None:
+        raise ValueError("train_mode_batch_kl: the model has no BN head (not a BN-VAE)")
+    probe = copy.deepcopy(model).train()
+    head, dev, rows = probe.bn_head, _device(model), []
+    with torch.no_grad():
+        for i, index in enumerate(bucket_batches(split, batch_size, shuffle=True, seed=seed,
+                                                 drop_singletons=True)):
+            b = make_batch(split, index).to(dev)
+            s2 = probe.encoder(b.tokens, b.lengths)[0].var(0, unbiased=False)
+            mu, logvar = probe.encode(b.tokens, b.lengths)
+            rows.append({"batch": i, "size": len(b), "kl": float(gaussian_kl(mu, logvar).sum(-1).mean()),
+                         "bound": float(head.last_kl_bound) if len(b) > 1 else float("nan"),
+                         "nominal": 0.5 * model.nz * head.gamma ** 2,
+                         "shrink": float((s2 / (s2 + head.bn.eps)).mean())})
+    return pd.DataFrame(rows)
+
+
 def active_units(model: TextVAE, split: EncodedSplit, threshold: float = 0.01,
                  batch_size: int = 256) -> tuple[int, np.ndarray]:
     """(number of active units, (nz,) variance over the data of E_q[z_j|x] = μ_j(x))."""
