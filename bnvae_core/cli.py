@@ -91,6 +91,8 @@ METHOD_FLAGS = (
     ("--aggressive-max-steps", "aggressive_max_steps", int, "aggressive: at most this many encoder updates per batch"),
     ("--pretrain-epochs", "pretrain_epochs", int, "pretrain-fb: autoencoder epochs before the decoder reset"),
     ("--duvae-dropout", "duvae_dropout", float, "duvae: dropout probability on the posterior variance"),
+    ("--bow-loss", "bow_loss", bool, "cvae, bn-cvae: add the bag-of-words loss (Zhao et al. 2017)"),
+    ("--max-context", "max_context", int, "cvae, bn-cvae: keep the last this-many context utterances"),
 )
 
 
@@ -101,6 +103,8 @@ def add_method_arguments(p: argparse.ArgumentParser) -> None:
     for flag, field, kind, help_text in METHOD_FLAGS:
         if isinstance(kind, tuple):
             group.add_argument(flag, dest=field, choices=kind, default=getattr(d, field), help=help_text)
+        elif kind is bool:
+            group.add_argument(flag, dest=field, action="store_true", default=getattr(d, field), help=help_text)
         else:
             group.add_argument(flag, dest=field, type=kind, default=getattr(d, field), help=help_text)
 
@@ -177,6 +181,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     from .data import load_corpus
     from .metrics import evaluate
+    from .objectives import make_method
     from .train import load_run
     if args.iw_samples < 1:
         raise ConfigError(f"--iw-samples must be >= 1, got {args.iw_samples}")
@@ -184,14 +189,20 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(f"--max-sentences must be >= 0 (0: all), got {args.max_sentences}")
     run = load_run(args.run_dir, device=args.device)
     split = run.corpus.splits[args.split]
+    method = make_method(run.config)   # cvae, bn-cvae: their own metrics (bnvae_core.cvae.evaluate_cvae)
+    if args.data and method.conditional:
+        raise ConfigError(f"--data is not supported for {run.config.model} runs (evaluate on the run's own data)")
     if args.data:
         other = load_corpus(args.data, max_tokens=run.config.max_tokens, vocab=run.corpus.vocab)
         split = other.splits[args.split]
     if args.max_sentences and args.max_sentences < len(split):
         rng = np.random.default_rng(args.seed)
         split = split.subset(np.sort(rng.choice(len(split), args.max_sentences, replace=False)))
-    result = evaluate(run.model, split, iw_samples=args.iw_samples, seed=args.seed,
-                      progress=not args.no_progress)
+    if method.conditional:
+        result = method.evaluate(run.model, split, seed=args.seed)
+    else:
+        result = evaluate(run.model, split, iw_samples=args.iw_samples, seed=args.seed,
+                          progress=not args.no_progress)
     result.update(model=run.config.model, split=args.split, data=args.data or run.config.data)
     print(json.dumps(result))
     return 0

@@ -24,6 +24,21 @@ class TrainConfig:
     # --- method -------------------------------------------------------------------------
     model: str = "bnvae"          #: name of the method (see objectives.METHODS)
     gamma: float = 0.6            #: BN-VAE: fixed BN scale γ of μ (bound n·γ²/2 nats)
+    # --- method settings: each used only by its method (see objectives.py) ------------------
+    beta: float = 0.5             #: beta: KL weight β (multiplies the warm-up weight)
+    cycles: int = 4               #: cyclical: number of cycles M over the run (Fu et al. 2019)
+    cycle_ratio: float = 0.5      #: cyclical: fraction R of each cycle with a rising weight
+    cycle_shape: str = "linear"   #: cyclical: 'linear', 'sigmoid' or 'cosine'
+    target_kl: float | None = None  #: fb, pretrain-fb: λ nats per sentence; fb-dim: per dimension (None: 5, 8, 0.25)
+    fb_scope: str = "sentence"    #: fb: max(KL_i, λ) per 'sentence', or max(mean_i KL_i, λ) per 'batch'
+    delta: float = 0.15           #: delta: committed rate δ, KL ≥ δ nats per dimension
+    kappa: float = 13.0           #: vmf: fixed concentration κ of the vMF posterior
+    aggressive_check_every: int = 15  #: aggressive: inner-loop loss window (encoder updates)
+    aggressive_max_steps: int = 100   #: aggressive: at most this many encoder updates per batch
+    pretrain_epochs: int = 4      #: pretrain-fb: autoencoder epochs before the decoder reset
+    duvae_dropout: float = 0.5    #: duvae: dropout probability on the posterior variance σ²
+    bow_loss: bool = False        #: cvae, bn-cvae: add the bag-of-words loss (Zhao et al. 2017)
+    max_context: int = 10         #: cvae, bn-cvae: keep the last this-many context utterances
     # --- data -----------------------------------------------------------------------------
     data: str = "wordnet"         #: 'wordnet' or a corpus directory
     max_tokens: int | None = 30   #: drop longer sentences
@@ -109,6 +124,7 @@ class TrainConfig:
             problems.append(f"on_nonfinite must be 'stop' or 'skip', got {self.on_nonfinite!r}")
         if self.lr <= 0:
             problems.append(f"lr must be > 0, got {self.lr}")
+        problems += _method_setting_problems(self)
         if problems:
             raise ConfigError("; ".join(problems))
 
@@ -159,14 +175,64 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def hash(self) -> str:
-        """Short hash of everything that changes the trained model (``device`` excluded)."""
+        """Short hash of everything that changes the trained model (``device`` excluded; the
+        method settings added after the first cached runs only when they differ from their
+        defaults, so those cache entries keep their names — never change those defaults)."""
         d = self.to_dict()
         d.pop("device")
+        for name, default in _HASH_OMIT_IF_DEFAULT.items():
+            if d.get(name) == default:
+                d.pop(name)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class ConfigError(ValueError):
     """An impossible or unknown setting."""
+
+
+#: method settings left out of :meth:`TrainConfig.hash` while at these (their default) values
+_HASH_OMIT_IF_DEFAULT = dict(beta=0.5, cycles=4, cycle_ratio=0.5, cycle_shape="linear", target_kl=None,
+                             fb_scope="sentence", delta=0.15, kappa=13.0, aggressive_check_every=15,
+                             aggressive_max_steps=100, pretrain_epochs=4, duvae_dropout=0.5,
+                             bow_loss=False, max_context=10)
+
+
+def _method_setting_problems(c: TrainConfig) -> list[str]:
+    """Range checks of the per-method settings (checked whatever the method, so a config is
+    valid or not independently of which method it is later replaced with)."""
+    from .schedules import CYCLE_SHAPES
+    problems = []
+    for name in ("beta", "cycle_ratio", "delta", "kappa", "duvae_dropout"):
+        if not math.isfinite(getattr(c, name)):
+            problems.append(f"{name} must be a finite number, got {getattr(c, name)}")
+    if c.target_kl is not None and not (math.isfinite(c.target_kl) and c.target_kl >= 0):
+        problems.append(f"target_kl must be a finite number >= 0 (or None: the method's default), got {c.target_kl}")
+    if c.beta < 0:
+        problems.append(f"beta must be >= 0, got {c.beta}")
+    if c.cycles < 1:
+        problems.append(f"cycles must be >= 1, got {c.cycles}")
+    if not 0 < c.cycle_ratio <= 1:
+        problems.append(f"cycle_ratio must be in (0, 1], got {c.cycle_ratio}")
+    if c.cycle_shape not in CYCLE_SHAPES:
+        problems.append(f"cycle_shape must be one of {', '.join(CYCLE_SHAPES)}, got {c.cycle_shape!r}")
+    if c.fb_scope not in ("sentence", "batch"):
+        problems.append(f"fb_scope must be 'sentence' or 'batch', got {c.fb_scope!r}")
+    if c.delta <= 0:
+        problems.append(f"delta must be > 0, got {c.delta}")
+    if c.kappa <= 0:
+        problems.append(f"kappa must be > 0, got {c.kappa}")
+    if c.model == "vmf" and c.nz < 2:
+        problems.append(f"vmf needs nz >= 2 (a sphere S^(nz-1)), got {c.nz}")
+    for name in ("aggressive_check_every", "aggressive_max_steps"):
+        if getattr(c, name) < 1:
+            problems.append(f"{name} must be >= 1, got {getattr(c, name)}")
+    if c.pretrain_epochs < 0:
+        problems.append(f"pretrain_epochs must be >= 0, got {c.pretrain_epochs}")
+    if not 0 <= c.duvae_dropout < 1:
+        problems.append(f"duvae_dropout must be in [0, 1), got {c.duvae_dropout}")
+    if c.max_context < 1:
+        problems.append(f"max_context must be >= 1, got {c.max_context}")
+    return problems
 
 
 def _type_problems(config: TrainConfig) -> list[str]:
@@ -175,6 +241,7 @@ def _type_problems(config: TrainConfig) -> list[str]:
     for f in fields(config):
         value, allowed = getattr(config, f.name), {t.strip() for t in str(f.type).split("|")}
         ok = ((value is None and "None" in allowed)
+              or ("bool" in allowed and isinstance(value, bool))
               or ("str" in allowed and isinstance(value, str))
               or ("int" in allowed and isinstance(value, numbers.Integral) and not isinstance(value, bool))
               or ("float" in allowed and isinstance(value, numbers.Real) and not isinstance(value, bool)))

@@ -16,6 +16,19 @@ statistics, so the training-batch KL bound holds only approximately here) and ru
   log q(z_i|x_i) in the first term the estimate is ≤ log N exactly. (The per-batch estimate of
   He et al.'s code uses the B sentences of a batch for q(z), which caps it at log B.)
 * **Active units** (Burda et al. 2016): dimensions j with Cov_x(E_{q(z|x)}[z_j]) > 0.01.
+
+Every method's posterior goes through ``model.posterior`` (:mod:`bnvae_core.model`), so the
+same code serves them all; how each NLL is computed:
+
+* Gaussian posteriors (``vae``, ``bnvae``, ``beta``, ``cyclical``, ``fb``, ``fb-dim``,
+  ``aggressive``, ``pretrain-fb``, ``delta``, ``duvae``): IW-NLL with proposal q = N(μ, σ²) (for
+  ``delta`` the δ-constrained μ, σ; for ``duvae`` σ² + 1/(2πe), no dropout at evaluation) and
+  prior N(0, I).
+* ``vmf``: IW-NLL with the vMF proposal vMF(μ, κ) (Wood's sampler) and the uniform prior on
+  S^{n−1}; the KL is the constant KL(vMF(κ) ‖ uniform); per-dimension KL is NaN; active units
+  use E_q[z] = A_n(κ) μ.
+* ``lm`` (no latent, ``nz = 0``): the exact NLL −log p(x) = Σ_t −log p(w_t | w_<t), for any K;
+  KL = MI = AU = 0.
 """
 from __future__ import annotations
 
@@ -27,7 +40,7 @@ import pandas as pd
 import torch
 
 from .data import EncodedSplit, iterate_batches
-from .model import TextVAE, gaussian_kl, log_normal, reparameterize
+from .model import TextVAE, gaussian_kl
 
 
 @contextmanager
@@ -46,9 +59,12 @@ def _device(model) -> torch.device:
 
 
 def posterior_params(model: TextVAE, split: EncodedSplit, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """μ and log σ² of every sentence in ``split`` order: two (N, nz) float arrays."""
+    """μ and log σ² of every sentence in ``split`` order: two (N, nz) float arrays ((N, 0) for ``lm``).
+    For ``vmf`` μ is the unit mean direction and the second array is ``−log κ`` (see ``TextVAE.encode``)."""
     N, nz = len(split), model.nz
     mu, logvar = np.zeros((N, nz), np.float32), np.zeros((N, nz), np.float32)
+    if nz == 0:
+        return mu, logvar
     dev = _device(model)
     with eval_mode(model):
         for b in iterate_batches(split, batch_size):
@@ -71,10 +87,9 @@ def elbo(model: TextVAE, split: EncodedSplit, batch_size: int = 128, seed: int =
                 kl = torch.zeros_like(rec)
             else:
                 mu, logvar = model.encode(tokens, lengths)
-                eps = torch.randn(mu.shape, generator=gen).to(dev)
-                z = mu + (0.5 * logvar).exp() * eps
+                z = model.posterior.sample(mu, logvar, generator=gen)
                 rec = model.reconstruction_nll(tokens, lengths, z)
-                kl = gaussian_kl(mu, logvar).sum(-1)
+                kl = model.posterior.kl(mu, logvar)
             rec_sum += float(rec.sum())
             kl_sum += float(kl.sum())
     n = len(split)
@@ -84,11 +99,14 @@ def elbo(model: TextVAE, split: EncodedSplit, batch_size: int = 128, seed: int =
 
 def kl_per_example(model: TextVAE, split: EncodedSplit, batch_size: int = 256) -> pd.DataFrame:
     """Analytic KL of every sentence: columns ``sentence, length, label, kl`` and ``kl_0 … kl_{nz−1}``
-    (per-dimension KL, nats)."""
+    (per-dimension KL, nats; NaN for ``vmf``, whose constant KL does not split over dimensions;
+    no ``kl_j`` columns and ``kl`` = 0 for ``lm``)."""
     mu, logvar = posterior_params(model, split, batch_size)
-    per_dim = 0.5 * (mu ** 2 + np.exp(logvar) - logvar - 1.0)
+    mu_t, lv_t = torch.from_numpy(mu).double(), torch.from_numpy(logvar).double()
+    per_dim = model.posterior.kl_per_dim(mu_t, lv_t).numpy() if model.nz else np.zeros((len(split), 0))
+    total = model.posterior.kl(mu_t, lv_t).numpy() if model.nz else np.zeros(len(split))
     df = pd.DataFrame(per_dim, columns=[f"kl_{j}" for j in range(per_dim.shape[1])])
-    df.insert(0, "kl", per_dim.sum(1))
+    df.insert(0, "kl", total)
     df.insert(0, "label", split.labels)
     df.insert(0, "length", split.lengths)
     df.insert(0, "sentence", np.arange(len(split)))
@@ -129,10 +147,11 @@ def train_mode_batch_kl(model: TextVAE, split: EncodedSplit, batch_size: int = 3
 
 def active_units(model: TextVAE, split: EncodedSplit, threshold: float = 0.01,
                  batch_size: int = 256) -> tuple[int, np.ndarray]:
-    """(number of active units, (nz,) variance over the data of E_q[z_j|x] = μ_j(x))."""
+    """(number of active units, (nz,) variance over the data of E_q[z_j|x] (= μ_j(x); A_n(κ) μ_j(x) for vMF))."""
     if model.nz == 0:
         return 0, np.zeros(0)
-    mu, _ = posterior_params(model, split, batch_size)
+    mu, logvar = posterior_params(model, split, batch_size)
+    mu = model.posterior.mean(torch.from_numpy(mu).double(), torch.from_numpy(logvar).double()).numpy()
     var = mu.astype(np.float64).var(axis=0, ddof=1 if len(mu) > 1 else 0)
     return int((var > threshold).sum()), var
 
@@ -149,13 +168,14 @@ def mutual_information(model: TextVAE, split: EncodedSplit, n_samples: int = 1, 
     N = mu.shape[0]
     gen = torch.Generator().manual_seed(seed)
     total = 0.0
+    post = model.posterior
     for _ in range(n_samples):
-        z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=gen, dtype=mu.dtype)
-        log_q_own = log_normal(z, mu, logvar)                                   # (N,)
+        z = post.sample(mu, logvar, generator=gen)                              # (N, nz)
+        log_q_own = post.log_density(z, mu, logvar)                             # (N,)
         log_agg = torch.empty(N, dtype=mu.dtype)
         for s in range(0, N, chunk):
             zc = z[s:s + chunk].unsqueeze(1)                                    # (c, 1, nz)
-            log_agg[s:s + chunk] = torch.logsumexp(log_normal(zc, mu.unsqueeze(0), logvar.unsqueeze(0)), 1)
+            log_agg[s:s + chunk] = torch.logsumexp(post.log_density(zc, mu.unsqueeze(0), logvar.unsqueeze(0)), 1)
         total += float((log_q_own - (log_agg - math.log(N))).mean())
     return total / n_samples
 
@@ -166,7 +186,7 @@ def iw_nll(model: TextVAE, split: EncodedSplit, k: int = 500, chunk: int = 100, 
 
     −log p(x) ≈ −[logsumexp_k (log p(x|z_k) + log p(z_k) − log q(z_k|x)) − log K]. For the
     LSTM-LM (no latent) it is the exact NLL. All ``chunk`` samples of a batch go through the
-    decoder in one pass."""
+    decoder in one pass. Proposal q and prior p are ``model.posterior``'s (module docstring)."""
     torch.manual_seed(seed)
     dev = _device(model)
     out = np.zeros(len(split), np.float64)
@@ -181,12 +201,13 @@ def iw_nll(model: TextVAE, split: EncodedSplit, k: int = 500, chunk: int = 100, 
                 out[b.index.numpy()] = model.reconstruction_nll(tokens, lengths, None).double().cpu().numpy()
                 continue
             mu, logvar = model.encode(tokens, lengths)
+            post = model.posterior
             log_w = []
             for s in range(0, k, chunk):
-                z = reparameterize(mu, logvar, min(chunk, k - s))                       # (B, c, nz)
+                z = post.sample(mu, logvar, min(chunk, k - s))                          # (B, c, nz)
                 log_px_z = -model.reconstruction_nll(tokens, lengths, z)                # (B, c)
-                log_pz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
-                log_qz = log_normal(z, mu.unsqueeze(1), logvar.unsqueeze(1))
+                log_pz = post.prior_log_density(z)
+                log_qz = post.log_density(z, mu.unsqueeze(1), logvar.unsqueeze(1))
                 log_w.append((log_px_z + log_pz - log_qz).double())
             log_w = torch.cat(log_w, 1)
             out[b.index.numpy()] = (-(torch.logsumexp(log_w, 1) - math.log(k))).cpu().numpy()

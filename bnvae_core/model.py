@@ -14,6 +14,13 @@ Read top to bottom:
    reference code of He et al. 2019 that BN-VAE builds on). With ``nz = 0`` it is a plain LSTM-LM.
 4. :class:`TextVAE` — glues them: ``encode`` (μ, log σ²), ``reconstruction_nll`` (−log p(x|z)
    per sentence, summed over tokens and ``</s>``), ``sample`` (greedy/ancestral decoding).
+5. The posterior family, ``model.posterior`` (:class:`GaussianPosterior` or :class:`VMFPosterior`):
+   its KL, sampler, log-density, prior and mean, so metrics work for every method. The
+   method (``config.model``, see :mod:`bnvae_core.objectives`) decides the family and the head:
+   ``lm`` has no latent; ``delta`` maps the encoder outputs through
+   :func:`bnvae_core.distributions.delta_vae_constrain` (KL ≥ δ per dimension); ``vmf`` uses the
+   unit direction of the encoder output and a fixed κ; ``duvae`` has a BN head with learnable,
+   renormalized γ and dropout on the posterior variance.
 
 Shapes: ``tokens: (batch, seq)`` word ids without ``<s>``/``</s>``, padded with 0;
 ``lengths: (batch,)``; ``z: (batch, nz)`` or ``(batch, k, nz)`` for k samples per sentence.
@@ -26,23 +33,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import distributions as _dist
 from .config import TrainConfig
 
 
 class Encoder(nn.Module):
-    """LSTM encoder: ``tokens (B, T)`` → ``μ (B, nz), log σ² (B, nz)``."""
+    """LSTM encoder: ``tokens (B, T)`` → ``μ (B, nz), log σ² (B, nz)``.
 
-    def __init__(self, vocab_size: int, emb_dim: int, hidden_dim: int, nz: int):
+    ``n_stats = 1`` (the vMF posterior, whose concentration is fixed) outputs only μ and
+    returns ``None`` for log σ²."""
+
+    def __init__(self, vocab_size: int, emb_dim: int, hidden_dim: int, nz: int, n_stats: int = 2):
         super().__init__()
+        self.n_stats = n_stats
         self.embed = nn.Embedding(vocab_size, emb_dim)
         self.lstm = nn.LSTM(emb_dim, hidden_dim, batch_first=True)
-        self.to_params = nn.Linear(hidden_dim, 2 * nz, bias=False)
+        self.to_params = nn.Linear(hidden_dim, n_stats * nz, bias=False)
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out, _ = self.lstm(self.embed(tokens))                       # (B, T, H)
         # unidirectional LSTM: the output at position len−1 is the final state of each
         # sentence; padding after it never influences it (no packing needed)
         last = out[torch.arange(len(tokens), device=tokens.device), (lengths - 1).clamp(min=0)]
+        if self.n_stats == 1:
+            return self.to_params(last), None
         mu, logvar = self.to_params(last).chunk(2, dim=-1)
         return mu, logvar
 
@@ -55,40 +69,64 @@ class BNHead(nn.Module):
 
     A training batch of one sentence has no batch variance: it is normalized with the
     running statistics instead (as at evaluation), deliberately, so a stray singleton never
-    crashes a run; the training batcher avoids singletons in the first place."""
+    crashes a run; the training batcher avoids singletons in the first place.
 
-    def __init__(self, nz: int, gamma: float, eps: float = 1e-5, momentum: float = 0.1):
+    ``learn_gamma=True`` (the ``duvae`` method, after DU-VAE, Shen et al. 2021): the scales
+    are learned per dimension but *renormalized* to root-mean-square γ at every forward,
+    ``γ_j = γ · v_j / √(mean_k v_k²)`` with ``v`` the learned weight (differentiably, where
+    the DU-VAE code rescales the weight in place), so ``Σ_j γ_j² = n γ²`` and the same
+    ``n γ²/2`` bound holds while the KL can be spread unevenly over the dimensions."""
+
+    def __init__(self, nz: int, gamma: float, eps: float = 1e-5, momentum: float = 0.1,
+                 learn_gamma: bool = False):
         super().__init__()
         self.bn = nn.BatchNorm1d(nz, eps=eps, momentum=momentum)
-        self.bn.weight.requires_grad_(False)
+        self.learn_gamma = learn_gamma
+        self.bn.weight.requires_grad_(learn_gamma)
         self.set_gamma(gamma)
 
     @property
     def gamma(self) -> float:
+        """γ, the (root-mean-square) scale: ``½ Σ_j γ_j² = n γ²/2``."""
+        if self.learn_gamma:
+            return self.target_gamma
         return float(self.bn.weight[0])
 
     def set_gamma(self, gamma: float) -> None:
+        self.target_gamma = float(gamma)
         with torch.no_grad():
             self.bn.weight.fill_(gamma)
+
+    def weight(self) -> torch.Tensor:
+        """The scales γ_j actually applied, (nz,): the fixed γ, or the renormalized learned ones."""
+        w = self.bn.weight
+        if not self.learn_gamma:
+            return w
+        return w * (self.target_gamma / w.pow(2).mean().sqrt().clamp_min(1e-12))
 
     @property
     def beta(self) -> torch.Tensor:
         return self.bn.bias
 
     def forward(self, mu: torch.Tensor) -> torch.Tensor:
+        bn = self.bn
         if self.training and mu.shape[0] == 1:
-            bn = self.bn
-            return F.batch_norm(mu, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+            return F.batch_norm(mu, bn.running_mean, bn.running_var, self.weight(), bn.bias, False, 0.0, bn.eps)
         if self.training:
             #: exact ½ Σ_j mean_B μ̂_j² of this training batch, ½ Σ_j (γ² s_j²/(s_j²+ε) + β_j²),
             #: with s² the biased batch variance of the pre-BN μ: the batch's KL is at least this
             self.last_kl_bound = self.kl_lower_bound(mu.detach().var(0, unbiased=False))
-        return self.bn(mu)
+        if not self.learn_gamma:
+            return bn(mu)
+        if self.training:
+            bn.num_batches_tracked.add_(1)
+        return F.batch_norm(mu, bn.running_mean, bn.running_var, self.weight(), bn.bias,
+                            self.training, bn.momentum, bn.eps)
 
     def kl_lower_bound(self, batch_var: torch.Tensor | None = None) -> torch.Tensor:
         """½ Σ_j (γ² s_j²/(s_j²+ε) + β_j²): the exact mean of ½‖μ̂‖² over a training batch whose
         per-dimension (biased) variance of μ is ``batch_var`` (nz,); ``None`` gives ½ Σ_j (γ² + β_j²)."""
-        w, b = self.bn.weight.detach(), self.bn.bias.detach()
+        w, b = self.weight().detach(), self.bn.bias.detach()
         shrink = 1.0 if batch_var is None else batch_var / (batch_var + self.bn.eps)
         return 0.5 * (w ** 2 * shrink + b ** 2).sum()
 
@@ -138,25 +176,127 @@ def decoder_io(tokens: torch.Tensor, lengths: torch.Tensor, bos: int = 1, eos: i
     return inputs, targets
 
 
+class GaussianPosterior:
+    """q(z|x) = N(μ, diag σ²) with prior N(0, I) (VAE, BN-VAE, β-VAE, FB, δ-VAE, DU-VAE, ...).
+
+    Shapes: ``mu, logvar: (B, nz)``; ``z: (B, nz)`` or ``(B, k, nz)``."""
+    kind = "gaussian"
+
+    def kl_per_dim(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """``½ (μ_j² + σ_j² − log σ_j² − 1)``, (B, nz)."""
+        return gaussian_kl(mu, logvar)
+
+    def kl(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """KL(q(z|x) ‖ p(z)) per sentence, (B,)."""
+        return self.kl_per_dim(mu, logvar).sum(-1)
+
+    def sample(self, mu: torch.Tensor, logvar: torch.Tensor, k: int | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """z = μ + σ ε (reparameterized): (B, nz), or (B, k, nz). With ``generator`` the noise is
+        drawn on the generator's device in ``mu``'s dtype, then moved to ``mu``'s device."""
+        if generator is None:
+            return reparameterize(mu, logvar, k)
+        shape = tuple(mu.shape) if k is None else (mu.shape[0], k, mu.shape[1])
+        eps = torch.randn(shape, generator=generator, dtype=mu.dtype, device=generator.device).to(mu.device)
+        std = (0.5 * logvar).exp()
+        return mu + std * eps if k is None else mu.unsqueeze(1) + std.unsqueeze(1) * eps
+
+    def log_density(self, z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """log q(z|x), summed over the last axis (shapes as :func:`log_normal`)."""
+        return log_normal(z, mu, logvar)
+
+    def prior_log_density(self, z: torch.Tensor) -> torch.Tensor:
+        """log N(z; 0, I), summed over the last axis."""
+        return log_normal(z)
+
+    def mean(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """E_q[z] = μ (what active units measure)."""
+        return mu
+
+
+class VMFPosterior:
+    """q(z|x) = vMF(μ, κ) on the unit sphere S^{n−1}, κ fixed; prior uniform on the sphere
+    (vMF-VAE, Xu & Durrett 2018). ``mu`` is a unit vector (B, n); ``logvar`` is ignored.
+
+    The KL is the constant :func:`bnvae_core.distributions.vmf_kl_to_uniform` ``(κ, n)``,
+    independent of μ (e.g. ≈ 2.17 nats for κ = 13, n = 32): it cannot collapse, nor adapt.
+    Per-dimension KL is not defined for a vMF (the density does not factorize): NaN."""
+    kind = "vmf"
+
+    def __init__(self, kappa: float, nz: int):
+        self.kappa, self.nz = float(kappa), int(nz)
+        self.kl_value = _dist.vmf_kl_to_uniform(self.kappa, self.nz)
+        self.mean_cosine = float(_dist.vmf_mean_cosine(self.kappa, self.nz))   # A_n(κ) = E[μ·z]
+
+    def kl_per_dim(self, mu: torch.Tensor, logvar: torch.Tensor | None) -> torch.Tensor:
+        return torch.full_like(mu, float("nan"))
+
+    def kl(self, mu: torch.Tensor, logvar: torch.Tensor | None) -> torch.Tensor:
+        return mu.new_full(mu.shape[:-1], self.kl_value)
+
+    def sample(self, mu: torch.Tensor, logvar: torch.Tensor | None, k: int | None = None,
+               generator: torch.Generator | None = None) -> torch.Tensor:
+        """Wood's rejection sampler + Householder reflection (:func:`~bnvae_core.distributions.vmf_sample`);
+        gradients reach μ. (B, nz) or (B, k, nz)."""
+        n = 1 if k is None else k
+        if generator is not None and generator.device != mu.device:
+            z = _dist.vmf_sample(mu.to(generator.device), self.kappa, n, generator).to(mu.device)
+        else:
+            z = _dist.vmf_sample(mu, self.kappa, n, generator)
+        return z.squeeze(1) if k is None else z
+
+    def log_density(self, z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor | None) -> torch.Tensor:
+        """log vMF(z; μ, κ) = log C_n(κ) + κ μ·z."""
+        return _dist.vmf_log_density(z, mu, self.kappa)
+
+    def prior_log_density(self, z: torch.Tensor) -> torch.Tensor:
+        """−log Area(S^{n−1}), a constant."""
+        return z.new_full(z.shape[:-1], _dist.uniform_sphere_log_density(z.shape[-1]))
+
+    def mean(self, mu: torch.Tensor, logvar: torch.Tensor | None) -> torch.Tensor:
+        """E_q[z] = A_n(κ) μ."""
+        return self.mean_cosine * mu
+
+
+#: DU-VAE's floor on the posterior variance, δ/(2πe) with δ = 1 (its ``delta_rate``): the
+#: differential entropy ½ log(2πe σ²) of every posterior dimension stays ≥ 0
+DUVAE_VAR_FLOOR = 1.0 / (2.0 * math.pi * math.e)
+
+
 class TextVAE(nn.Module):
-    """Encoder + (BN) Gaussian posterior + decoder. ``config.model`` picks the posterior head:
-    ``bnvae`` (and BN variants) get a :class:`BNHead`; ``lm`` has no encoder and ``nz = 0``."""
+    """Encoder + posterior head + decoder. ``config.model`` picks the posterior (see
+    :func:`posterior_family`) and the head: ``bnvae`` (and BN variants) get a :class:`BNHead`,
+    ``duvae`` one with learnable renormalized γ; ``lm`` has no encoder and ``nz = 0``."""
 
     def __init__(self, config: TrainConfig, vocab_size: int):
         super().__init__()
         self.config = config
-        self.nz = 0 if config.model == "lm" else config.nz
-        self.encoder = Encoder(vocab_size, config.emb_dim, config.hidden_dim, config.nz) if self.nz else None
-        self.bn_head = BNHead(config.nz, config.gamma) if uses_bn(config) else None
+        family = posterior_family(config)
+        self.nz = 0 if family == "none" else config.nz
+        self.posterior_kind = family
+        self.encoder = (Encoder(vocab_size, config.emb_dim, config.hidden_dim, config.nz,
+                                n_stats=1 if family == "vmf" else 2) if self.nz else None)
+        self.bn_head = (BNHead(config.nz, config.gamma, learn_gamma=_method_attr(config, "learn_gamma", False))
+                        if uses_bn(config) and self.nz else None)
+        #: DU-VAE: dropout probability on the posterior variance during training (0: none)
+        self.var_dropout = float(getattr(config, "duvae_dropout", 0.0)) if _method_attr(config, "var_dropout", False) else 0.0
+        self.var_floor = DUVAE_VAR_FLOOR if _method_attr(config, "var_dropout", False) else 0.0
+        if family == "vmf":
+            self.posterior = VMFPosterior(config.kappa, config.nz)
+        else:
+            self.posterior = GaussianPosterior()
         self.decoder = Decoder(vocab_size, config.emb_dim, config.hidden_dim, self.nz,
                                config.dropout_in, config.dropout_out)
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        """Uniform ±init_range for weights, ±init_emb_range for embeddings (paper's reference)."""
+    def reset_parameters(self, prefix: str = "") -> None:
+        """Uniform ±init_range for weights, ±init_emb_range for embeddings (paper's reference).
+
+        ``prefix``: only parameters whose name starts with it, e.g. ``"decoder."`` to reset the
+        decoder after pre-training the encoder (Li et al. 2019)."""
         r, re_ = self.config.init_range, self.config.init_emb_range
         for name, p in self.named_parameters():
-            if not p.requires_grad:
+            if not p.requires_grad or not name.startswith(prefix):
                 continue
             if name.startswith("bn_head"):
                 if name.endswith("bias"):
@@ -168,10 +308,26 @@ class TextVAE(nn.Module):
 
     # --- inference network -------------------------------------------------------------------
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Posterior parameters ``μ, log σ²``, each (B, nz); μ is batch-normalized for BN-VAE."""
+        """Posterior parameters ``μ, log σ²``, each (B, nz); μ is batch-normalized for BN-VAE.
+
+        * ``delta``: ``(μ, log σ²) = delta_vae_constrain(raw μ, raw log σ², δ)``, KL ≥ δ per dimension.
+        * ``vmf``: μ is the unit direction of the encoder output; the second tensor is **not** a
+          variance but the constant ``−log κ`` (so shapes stay uniform) — use ``model.posterior``.
+        * ``duvae``: σ² → Dropout_p(σ²) during training (zeroed with probability p, else scaled by
+          1/(1−p)), then ``log(σ² + 1/(2πe))`` always (DU-VAE, Shen et al. 2021)."""
         mu, logvar = self.encoder(tokens, lengths)
+        if self.posterior_kind == "vmf":
+            mu = mu / mu.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            return mu, torch.full_like(mu, -math.log(self.posterior.kappa))
+        if self.posterior_kind == "delta":
+            mu, logvar = _dist.delta_vae_constrain(mu, logvar, self.config.delta)
         if self.bn_head is not None:
             mu = self.bn_head(mu)
+        if self.var_floor > 0:
+            var = logvar.exp()
+            if self.training and self.var_dropout > 0:
+                var = F.dropout(var, p=self.var_dropout, training=True)
+            logvar = (var + self.var_floor).log()
         return mu, logvar
 
     # --- generative network ------------------------------------------------------------------
@@ -218,25 +374,39 @@ class TextVAE(nn.Module):
         return [s[: s.index(2)] if 2 in s else s for s in seqs]
 
 
+def _method_attr(config: TrainConfig, name: str, default):
+    """Attribute ``name`` of the method class registered for ``config.model`` (or ``default``)."""
+    from .objectives import METHODS  # late import: objectives imports model
+    return getattr(METHODS.get(config.model), name, default)
+
+
 def uses_bn(config: TrainConfig) -> bool:
-    """Methods whose posterior mean goes through the BN head."""
-    return config.model in ("bnvae", "bn-cvae") or config.model.startswith("bnvae")
+    """Methods whose posterior mean goes through the BN head (``Method.uses_bn``)."""
+    return (config.model in ("bnvae", "bn-cvae") or config.model.startswith("bnvae")
+            or bool(_method_attr(config, "uses_bn", False)))
 
 
-def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """KL(N(μ, σ²) ‖ N(0, I)) per dimension: ½ (μ² + σ² − log σ² − 1), shape of ``mu``."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - logvar - 1.0)
+def posterior_family(config: TrainConfig) -> str:
+    """``'none'`` (no latent: ``lm``), ``'gaussian'``, ``'delta'`` (Gaussian, δ-constrained) or
+    ``'vmf'`` — the ``Method.posterior`` of ``config.model``."""
+    if config.model == "lm" or not _method_attr(config, "has_latent", True):
+        return "none"
+    return _method_attr(config, "posterior", "gaussian")
+
+
+# --- Gaussian helpers: ONE implementation, in :mod:`bnvae_core.distributions` ------------------
+# (kept importable from here under their historical names and signatures)
+
+#: KL(N(μ, σ²) ‖ N(0, I)) **per dimension**: ½ (μ² + σ² − log σ² − 1), shape of ``mu``
+#: (:func:`bnvae_core.distributions.gaussian_kl` is the same summed over the last axis).
+gaussian_kl = _dist.gaussian_kl_per_dim
+
+#: log N(z; μ, diag σ²) summed over the last axis (broadcasting; see
+#: :func:`bnvae_core.distributions.gaussian_log_density`).
+log_normal = _dist.gaussian_log_density
 
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, k: int | None = None) -> torch.Tensor:
-    """z = μ + σ ε: (B, nz), or (B, k, nz) for k samples."""
-    std = (0.5 * logvar).exp()
-    if k is None:
-        return mu + std * torch.randn_like(std)
-    eps = torch.randn(mu.shape[0], k, mu.shape[1], device=mu.device, dtype=mu.dtype)
-    return mu.unsqueeze(1) + std.unsqueeze(1) * eps
-
-
-def log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """log N(z; μ, diag σ²) summed over the last dim (broadcasting)."""
-    return -0.5 * (((z - mu) ** 2) / logvar.exp() + logvar + math.log(2 * math.pi)).sum(-1)
+    """z = μ + σ ε: (B, nz), or (B, k, nz) for k samples (:func:`bnvae_core.distributions.reparameterize`)."""
+    z = _dist.reparameterize(mu, logvar, 1 if k is None else k)
+    return z.squeeze(1) if k is None else z
