@@ -51,11 +51,14 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
 import math
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -69,6 +72,7 @@ from .metrics import posterior_params
 
 MODES = ("frozen", "finetune", "bow")
 PAPER_LABEL_SIZES = (100, 500, 1000, 2000)
+RESULTS_VERSION = 1   #: bump when a change to this module changes the numbers (invalidates cached tables)
 
 
 # --- the labelled data --------------------------------------------------------------------
@@ -296,7 +300,7 @@ def _seed_list(seeds: int | Iterable[int]) -> list[int]:
 def few_label_accuracy(run, n_labels: int | Iterable[int], seeds: int | Iterable[int] = 5, mode: str = "frozen", *,
                        classes: str = "top10", data: str | None = None, labelled: LabelledData | None = None,
                        finetune_epochs: int = 10, min_finetune_steps: int = 100,
-                       progress: bool = False) -> pd.DataFrame:
+                       progress: bool = False, cache: bool = False) -> pd.DataFrame:
     """Test accuracy with ``n_labels`` labelled train sentences, one row per (n_labels, seed).
 
     ``run``: a :class:`bnvae_core.train.Run` (its model is never modified); ``seeds``: a count
@@ -304,7 +308,11 @@ def few_label_accuracy(run, n_labels: int | Iterable[int], seeds: int | Iterable
     module docstring; ``bow`` ignores the model); ``classes``/``data``: see :func:`labelled_data`
     (or pass ``labelled`` to reuse one). Columns: ``model`` (the run's method, ``bow`` for the
     baseline), ``mode, labels, seed, accuracy`` (fraction in [0, 1]), ``majority_accuracy``,
-    ``n_classes, n_test, n_pool, classes, time_s``."""
+    ``n_classes, n_test, n_pool, classes, time_s``.
+
+    ``cache=True`` stores the table as ``<run folder>/classify/<mode>-<hash>.csv``, keyed by
+    every argument that changes it and by the run's ``model.pt`` (size, mtime), and returns it
+    from there next time (a notebook's second open then takes seconds, even for ``finetune``)."""
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if finetune_epochs < 1:
@@ -318,6 +326,19 @@ def few_label_accuracy(run, n_labels: int | Iterable[int], seeds: int | Iterable
                               f"the chosen classes), got {n}")
     if mode != "bow" and getattr(run.model, "encoder", None) is None:
         raise ConfigError(f"model {run.config.model!r} has no encoder, so no μ to classify (use mode 'bow')")
+    cache_file = None
+    if cache:
+        key = {"version": RESULTS_VERSION, "mode": mode, "classes": data_.classes, "data": data_.data,
+               "n_pool": len(data_.pool), "n_test": len(data_.test), "sizes": sizes, "seeds": seed_list,
+               "config": run.config.hash()}
+        if mode == "finetune":
+            key.update(finetune_epochs=finetune_epochs, min_finetune_steps=min_finetune_steps)
+        cache_file = _results_cache_file(run, key)
+        if cache_file is not None and cache_file.exists():
+            try:
+                return pd.read_csv(cache_file)
+            except (OSError, ValueError, pd.errors.ParserError):
+                pass   # unreadable: recompute and overwrite
 
     mu_pool = mu_test = None
     if mode == "frozen":
@@ -344,7 +365,26 @@ def few_label_accuracy(run, n_labels: int | Iterable[int], seeds: int | Iterable
                      "seed": seed, "accuracy": acc, "majority_accuracy": data_.majority_accuracy(),
                      "n_classes": data_.n_train_classes, "n_test": len(data_.test), "n_pool": len(data_.pool),
                      "classes": data_.classes, "time_s": time.perf_counter() - t0})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if cache_file is not None:
+        try:
+            cache_file.parent.mkdir(exist_ok=True)
+            tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
+            table.to_csv(tmp, index=False)
+            os.replace(tmp, cache_file)
+        except OSError:
+            pass   # a read-only run folder: the results are still returned
+    return table
+
+
+def _results_cache_file(run, key: dict) -> Path | None:
+    """``<run folder>/classify/<mode>-<hash of key and model.pt's size and mtime>.csv``; ``None`` without a folder."""
+    if getattr(run, "path", None) is None or not (Path(run.path) / "model.pt").exists():
+        return None
+    stat = (Path(run.path) / "model.pt").stat()
+    key = {**key, "model_pt": [stat.st_size, stat.st_mtime_ns]}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(run.path) / "classify" / f"{key['mode']}-{digest}.csv"
 
 
 def summarize(results: pd.DataFrame) -> pd.DataFrame:

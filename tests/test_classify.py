@@ -98,6 +98,17 @@ def test_finetune_is_deterministic_and_leaves_the_run_untouched(tiny_bnvae):
     assert torch.equal(torch.get_rng_state(), rng_before)            # global RNG not consumed
 
 
+def test_results_cache_returns_the_same_table(two_topics):
+    run, _ = two_topics
+    fresh = few_label_accuracy(run, [10, 20], seeds=2, mode="frozen", cache=True)
+    files = list((run.path / "classify").glob("frozen-*.csv"))
+    assert len(files) == 1
+    cached = few_label_accuracy(run, [10, 20], seeds=2, mode="frozen", cache=True)
+    assert cached[["labels", "seed", "accuracy"]].equals(fresh[["labels", "seed", "accuracy"]])
+    few_label_accuracy(run, [10], seeds=2, mode="frozen", cache=True)      # other arguments, other file
+    assert len(list((run.path / "classify").glob("frozen-*.csv"))) == 2
+
+
 def test_bnvae_mu_classifies_two_topics_well_above_chance(two_topics):
     run, _ = two_topics
     frozen = few_label_accuracy(run, 20, seeds=3, mode="frozen")
