@@ -473,3 +473,5 @@ for _cls in (LanguageModel, Method, BNVAE, BetaVAE, Cyclical, FreeBits, FreeBits
 def make_method(config) -> Method:
     return METHODS[config.model](config)
 
+
+from . import cvae as _cvae  # noqa: E402,F401  registers cvae and bn-cvae (bnvae_core/cvae.py imports this module)
