@@ -258,6 +258,9 @@ def _train(config: TrainConfig, out_dir: str | Path, guard: _InterruptGuard, *, 
             differs = config_differences(ck.get("config", {}), config)
             if differs:
                 raise RunError(f"{ckpt_path}: checkpoint from a different config: {differs}")
+            if config.epochs < ck["state"]["epoch"]:
+                raise RunError(f"{out}: already trained {ck['state']['epoch']} epochs; resume continues "
+                               f"to a larger total, not to {config.epochs}")
         with guard.critical():
             if saved.epochs != config.epochs:      # config.json records the epochs asked for
                 config.replace(device=saved.device).save(out / "config.json")

@@ -140,6 +140,10 @@ def test_resume_refuses_a_different_config_and_says_what_differs(toy, tmp_path):
     train(toy_config(toy, epochs=1), out, progress=False)
     with pytest.raises(RunError, match=r"resume with a different config: hidden_dim: saved 32 vs 64"):
         train(toy_config(toy, hidden_dim=64), out, resume=True, progress=False)
+    with pytest.raises(RunError, match="already trained 1 epochs"):
+        train(toy_config(toy, epochs=0), out, resume=True, progress=False)
+    again = train(toy_config(toy, epochs=1), out, resume=True, progress=False)    # nothing left to do
+    assert len(again.history_rows) == 2 and (out / "model.pt").exists()
     # config.json edited by hand: the checkpoint's own config catches it
     toy_config(toy, epochs=1, hidden_dim=64).save(out / "config.json")
     with pytest.raises(RunError, match=r"checkpoint from a different config: hidden_dim: saved 32 vs 64"):
@@ -394,6 +398,21 @@ def test_corrupt_cache_entry_is_retrained_not_loaded(cache_config, tmp_path, cor
     assert all(torch.equal(a, b) for a, b in zip(reloaded.model.state_dict().values(),
                                                  first.model.state_dict().values()))
     assert sorted(p.name for p in root.iterdir()) == [entry.name]
+
+
+def test_bad_corpus_or_interrupt_leaves_no_cache_entry(toy, tmp_path, monkeypatch):
+    from bnvae_core.data import CorpusError
+    from conftest import write_corpus
+    root = tmp_path / "cache"
+    bad = write_corpus(tmp_path / "bad", "1\tthe cat\n", valid=b"1\t\xff\n")
+    with pytest.raises(CorpusError, match=r"valid\.txt, line 1"):
+        cached_run(toy_config(bad), root=root, progress=False)
+    assert list(root.iterdir()) == []
+    config = toy_config(toy, epochs=1)
+    _interrupt_at_call(monkeypatch, config, 3)
+    with pytest.raises(KeyboardInterrupt):
+        cached_run(config, root=root, progress=False)
+    assert list(root.iterdir()) == []                          # the temporary folder is gone too
 
 
 def test_cache_hit_does_not_train(cache_config, tmp_path, monkeypatch):
