@@ -27,6 +27,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 #: metric column → (panel title, y label) of :func:`training_curves`
 CURVE_METRICS = {
@@ -54,6 +55,12 @@ def _new_axes(ax=None, *, nrows: int = 1, ncols: int = 1, figsize=(6.0, 4.0)):
     fig = Figure(figsize=figsize)
     axes = fig.subplots(nrows, ncols, squeeze=nrows * ncols == 1)
     return fig, axes
+
+
+def _legend(ax, **kwargs) -> None:
+    """A legend, only when something on ``ax`` has a label (no warning otherwise)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
 
 
 def _check_models(tables: Mapping[str, pd.DataFrame], needed: Sequence[str], what: str) -> None:
@@ -101,6 +108,7 @@ def training_curves(history_by_model: Mapping[str, pd.DataFrame],
         title, ylabel = CURVE_METRICS[metric]
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel)
         if metric == "kl":
             ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
@@ -151,7 +159,7 @@ def kl_distribution(df_by_model: Mapping[str, pd.DataFrame], kind: str = "hist",
     if bound is not None:
         line = ax.axvline if kind == "hist" else ax.axhline
         line(bound, color="black", linestyle=":", label=f"n γ²/2 = {bound:.2f} nats")
-    ax.legend(fontsize="small")
+    _legend(ax, fontsize="small")
     fig.tight_layout()
     return fig
 
@@ -175,7 +183,7 @@ def kl_cdf(df_by_model: Mapping[str, pd.DataFrame], ax=None, thresholds: Sequenc
     ax.set_xlabel("threshold t on the per-sentence KL (nats)")
     ax.set_ylabel("fraction of sentences with KL < t")
     ax.set_ylim(0, 1.02)
-    ax.legend(fontsize="small")
+    _legend(ax, fontsize="small")
     fig.tight_layout()
     return fig
 
@@ -196,7 +204,7 @@ def kl_vs_length(df_by_model: Mapping[str, pd.DataFrame], ax=None, max_points: i
                 label=f"{name}: mean per length")
     ax.set_xlabel("sentence length (tokens)")
     ax.set_ylabel(KL_LABEL)
-    ax.legend(fontsize="small")
+    _legend(ax, fontsize="small")
     fig.tight_layout()
     return fig
 
@@ -230,7 +238,7 @@ def per_dim_kl(df_by_model: Mapping[str, pd.DataFrame], ax=None, sort: bool = Tr
     ax.set_xlabel("latent dimension j" + (" (sorted by KL)" if sort else ""))
     ax.set_ylabel("mean KL of dimension j (nats)")
     ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
-    ax.legend(fontsize="small")
+    _legend(ax, fontsize="small")
     fig.tight_layout()
     return fig
 
@@ -277,7 +285,31 @@ def gamma_bound(gammas: Sequence[float] | None = None, measured_train_kl: Sequen
     ax.set_ylabel("KL per sentence (nats)")
     ax.set_xlim(grid[0], grid[-1])
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize="small")
+    _legend(ax, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def kl_floor_vs_spread(batch_var: Sequence[float], measured_floor: Sequence[float], gamma: float, nz: int,
+                       eps: float = 1e-5, ax=None) -> Figure:
+    """BN's KL floor against the spread of the pre-BN means: where the nominal bound fails.
+
+    ``batch_var``: the (mean over dimensions) biased batch variance s² of the pre-BN μ of each
+    crafted batch; ``measured_floor``: its ``½ mean_B ‖μ̂‖²`` (nats). Curve: the exact floor
+    ``n γ² s²/(s²+ε) / 2`` (β = 0); horizontal: the nominal ``n γ²/2``; vertical: s² = ε."""
+    fig, ax = _new_axes(ax, figsize=(6.0, 4.0))
+    batch_var = np.asarray(batch_var, float)
+    grid = np.geomspace(max(batch_var.min(), 1e-12) / 3, batch_var.max() * 3, 200)
+    c = palette(2)
+    ax.plot(grid, 0.5 * nz * gamma ** 2 * grid / (grid + eps), color=c[0],
+            label="exact floor ½ n γ² s²/(s²+ε)")
+    ax.plot(batch_var, measured_floor, "o", color=c[1], label="crafted batches: ½ mean ‖μ̂‖²")
+    ax.axhline(0.5 * nz * gamma ** 2, color="black", linestyle=":", label=f"nominal n γ²/2 = {0.5 * nz * gamma ** 2:.2f} nats")
+    ax.axvline(eps, color="grey", linestyle="--", linewidth=1, label=f"s² = ε = {eps:g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("batch variance s² of the pre-BN means (mean over dimensions)")
+    ax.set_ylabel("KL floor of the batch (nats)")
+    _legend(ax, fontsize="small")
     fig.tight_layout()
     return fig
 
@@ -341,7 +373,7 @@ def gamma_explorer(gamma: float, mu_hat: np.ndarray, nz: int, beta: np.ndarray |
     if beta is not None:
         exact = 0.5 * float(nz * gamma ** 2 + (np.asarray(beta, float) ** 2).sum())
         a_bound.plot([gamma], [exact], marker="x", color=c[2], markersize=9, linestyle="none",
-                     label=f"½ Σ(γ² + β²) = {exact:.2f} nats")
+                     label=f"½ Σ(γ² + β²) = {exact:.2f} nats (if s² ≫ ε)")
     a_bound.legend(fontsize="small")
     a_hist.hist(mu_hat.ravel(), bins=bins, density=True, color=c[0], alpha=0.8, label=f"μ̂_j(x), γ = {gamma:.2f}")
     xs = np.linspace(-3.0, 3.0, 200)

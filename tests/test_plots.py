@@ -167,6 +167,22 @@ def test_gamma_bound_only_curve_and_mismatch():
         plots.gamma_bound([0.3, 0.6], measured_train_kl=[1.0], nz=8)
 
 
+def test_kl_floor_vs_spread_curve_matches_bn_head():
+    rng = np.random.default_rng(0)
+    spreads = np.geomspace(1e-5, 1.0, 6)
+    var, floor = [], []
+    for d in spreads:
+        pre = 1.0 + d * rng.normal(size=(64, NZ))
+        var.append(float(pre.var(0).mean()))
+        floor.append(batch_normalize_means(pre, 0.6)[1])
+    fig = plots.kl_floor_vs_spread(var, floor, gamma=0.6, nz=NZ)
+    (ax,) = visible_axes(fig)
+    curve, points = ax.get_lines()[:2]
+    np.testing.assert_allclose(points.get_ydata(), floor)
+    assert floor[0] < 0.1 * NZ * 0.18 and floor[-1] == pytest.approx(NZ * 0.18, rel=1e-3)
+    assert "nats" in ax.get_ylabel()
+
+
 def test_mu_before_after_bn_three_panels():
     rng = np.random.default_rng(0)
     pre = rng.normal(size=(100, NZ))                           # s² ≫ ε: no shrinkage
