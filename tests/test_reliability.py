@@ -160,12 +160,17 @@ def _env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert proc.poll() is None, f"finished before {path.name} appeared: {proc.communicate()}"
-        assert time.monotonic() < deadline, f"{path} did not appear"
-        time.sleep(0.005)
+def _signal_after_first_checkpoint(root: Path, procs: dict, signals: dict, timeout: float = 180.0) -> None:
+    """Send ``signals[name]`` to ``procs[name]`` as soon as ``root/name/checkpoint.pt`` exists (all
+    watched at once, so a slow starter never delays the signal to a fast one)."""
+    deadline, waiting = time.monotonic() + timeout, dict(signals)
+    while waiting:
+        for name in list(waiting):
+            assert procs[name].poll() is None, f"{name} ended before it was signalled: {procs[name].communicate()}"
+            if (root / name / "checkpoint.pt").exists():
+                procs[name].send_signal(waiting.pop(name))
+        assert time.monotonic() < deadline, f"no checkpoint from {sorted(waiting)}"
+        time.sleep(0.002)
 
 
 def test_sigint_and_sigterm_mid_run_then_resume_gives_the_uninterrupted_metrics(toy, tmp_path):
@@ -179,9 +184,7 @@ def test_sigint_and_sigterm_mid_run_then_resume_gives_the_uninterrupted_metrics(
     kw = dict(cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     procs = {name: subprocess.Popen(_cli(*flags, "--out", str(tmp_path / name)), **kw)
              for name in ("sigint", "sigterm")}
-    for name, sig in (("sigint", signal.SIGINT), ("sigterm", signal.SIGTERM)):
-        _wait_for(tmp_path / name / "checkpoint.pt", procs[name])
-        procs[name].send_signal(sig)
+    _signal_after_first_checkpoint(tmp_path, procs, {"sigint": signal.SIGINT, "sigterm": signal.SIGTERM})
     # the uninterrupted run: the same command, in this process (single-threaded like the others)
     assert cli.main(["train", *flags, "--out", str(tmp_path / "reference")]) == 0
     results = {name: (p.wait(timeout=300), *p.communicate()) for name, p in procs.items()}
