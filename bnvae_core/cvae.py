@@ -57,7 +57,9 @@ If μ̂_q(x, c) depends on c only, the prior network can output μ_p(c) = μ̂_q
 the KL is 0 although BN still keeps ``Var_B μ̂_q = γ²``: the spread γ then comes from the
 different *contexts* of the batch. That is posterior collapse of a CVAE, q(z|x,c) = p(z|c), and
 BN on the recognition mean alone does not exclude it — it only forces a collapsed posterior's
-means to differ across the contexts of a batch by γ. ``tests/test_cvae.py`` checks (1), (2),
+means to differ across the contexts of a batch by γ. Note also the factor s²/(s²+ε) in γ̃: with
+the ±0.01 initialisation the recognition mean barely varies at first (s² ≪ ε = 1e-5), so early
+in training γ̃ ≈ 0 and even the N(0, I) bound is only ½Σβ². ``tests/test_cvae.py`` checks (1), (2),
 the standard-normal case and this counterexample. Outside training BN uses running statistics,
 so none of these batch statements is exact at evaluation. :func:`bn_bound_report` measures
 KL, L₁, L₂ and nγ²/2 on training batches of a trained model.

@@ -19,8 +19,8 @@ from bnvae_core.model import BNHead
 from bnvae_core.objectives import make_method
 from bnvae_core.train import load_run, train
 
-#: a CVAE small enough to train in a second or two on 300 label-conditioned glosses
-SMALL = dict(data="wordnet", max_train=300, max_eval=60, max_tokens=20, emb_dim=16, hidden_dim=32, nz=8,
+#: a CVAE small enough to train in a second or two on 200 label-conditioned glosses
+SMALL = dict(data="wordnet", max_train=200, max_eval=40, max_tokens=20, emb_dim=16, hidden_dim=32, nz=8,
              epochs=2, warmup_epochs=0, device="cpu", max_vocab=1000)
 
 DIALOGUES = [
