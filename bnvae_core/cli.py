@@ -73,6 +73,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-eval", type=int, default=d.max_eval, help="seeded subset of valid/test (0: all)")
     p.add_argument("--max-tokens", type=int, default=d.max_tokens, help="drop longer sentences")
     p.add_argument("--on-nonfinite", choices=("stop", "skip"), default=d.on_nonfinite)
+    p.add_argument("--bf16", action="store_true",
+                   help="bf16 autocast for training and evaluation (CPU with AVX512-BF16/AMX, or CUDA)")
     add_method_arguments(p)
 
 
@@ -117,7 +119,8 @@ def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
                   emb_dim=args.emb_dim, hidden_dim=args.hidden_dim, nz=args.nz, lr=args.lr,
                   optimizer=args.optimizer, seed=args.seed, device=args.device,
                   max_train=none_if_zero(args.max_train), max_eval=none_if_zero(args.max_eval),
-                  max_tokens=none_if_zero(args.max_tokens), on_nonfinite=args.on_nonfinite)
+                  max_tokens=none_if_zero(args.max_tokens), on_nonfinite=args.on_nonfinite,
+                  precision="bf16" if getattr(args, "bf16", False) else "fp32")
     defaults = TrainConfig()
     values.update({field: getattr(args, field, getattr(defaults, field)) for _, field, _, _ in METHOD_FLAGS})
     values.update(overrides)

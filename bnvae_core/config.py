@@ -70,6 +70,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"          #: 'auto' (CUDA when available), 'cpu', 'cuda'
     on_nonfinite: str = "stop"    #: 'stop' or 'skip' a batch whose loss is NaN/Inf
+    precision: str = "fp32"       #: 'fp32', or 'bf16': autocast matmuls/LSTMs to bfloat16 (CPU and CUDA; losses stay fp32)
 
     def __post_init__(self):
         if isinstance(self.data, os.PathLike):
@@ -122,6 +123,8 @@ class TrainConfig:
             problems.append(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         if self.on_nonfinite not in ("stop", "skip"):
             problems.append(f"on_nonfinite must be 'stop' or 'skip', got {self.on_nonfinite!r}")
+        if self.precision not in ("fp32", "bf16"):
+            problems.append(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.lr <= 0:
             problems.append(f"lr must be > 0, got {self.lr}")
         problems += _method_setting_problems(self)
@@ -190,11 +193,11 @@ class ConfigError(ValueError):
     """An impossible or unknown setting."""
 
 
-#: method settings left out of :meth:`TrainConfig.hash` while at these (their default) values
+#: method settings (and ``precision``) left out of :meth:`TrainConfig.hash` while at these (their default) values
 _HASH_OMIT_IF_DEFAULT = dict(beta=0.5, cycles=4, cycle_ratio=0.5, cycle_shape="linear", target_kl=None,
                              fb_scope="sentence", delta=0.15, kappa=13.0, aggressive_check_every=15,
                              aggressive_max_steps=100, pretrain_epochs=4, duvae_dropout=0.5,
-                             bow_loss=False, max_context=10)
+                             bow_loss=False, max_context=10, precision="fp32")
 
 
 def _method_setting_problems(c: TrainConfig) -> list[str]:

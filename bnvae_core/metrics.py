@@ -45,10 +45,12 @@ from .model import TextVAE, gaussian_kl
 
 @contextmanager
 def eval_mode(model: torch.nn.Module):
+    """Evaluation mode + ``torch.inference_mode`` (+ bf16 autocast when ``model.config.precision == 'bf16'``)."""
+    from .model import autocast_context
     was = model.training
     model.eval()
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast_context(getattr(model, "config", None), _device(model)):
             yield
     finally:
         model.train(was)

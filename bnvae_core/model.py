@@ -27,6 +27,7 @@ Shapes: ``tokens: (batch, seq)`` word ids without ``<s>``/``</s>``, padded with 
 """
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -55,9 +56,10 @@ class Encoder(nn.Module):
         # unidirectional LSTM: the output at position len−1 is the final state of each
         # sentence; padding after it never influences it (no packing needed)
         last = out[torch.arange(len(tokens), device=tokens.device), (lengths - 1).clamp(min=0)]
+        # .float(): under bf16 autocast the posterior (KL, BN) stays fp32; a no-op in fp32
         if self.n_stats == 1:
-            return self.to_params(last), None
-        mu, logvar = self.to_params(last).chunk(2, dim=-1)
+            return self.to_params(last).float(), None
+        mu, logvar = self.to_params(last).float().chunk(2, dim=-1)
         return mu, logvar
 
 
@@ -153,16 +155,41 @@ class Decoder(nn.Module):
         c0 = self.z_to_state(z).unsqueeze(0)                         # (1, N, H)
         return torch.tanh(c0), c0
 
-    def forward(self, inputs: torch.Tensor, z: torch.Tensor | None,
-                state=None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """``inputs (N, T)`` ids starting with ``<s>``; ``z (N, nz)`` → logits ``(N, T, V)``, state."""
+    def hidden_states(self, inputs: torch.Tensor, z: torch.Tensor | None,
+                      state=None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """``inputs (N, T)`` ids starting with ``<s>``; ``z (N, nz)`` → the inputs of the output
+        layer ``(N, T, H)`` (LSTM outputs after ``dropout_out``), state. One fused ``nn.LSTM``
+        call over all T steps; z is concatenated to the embeddings once per batch."""
         emb = self.dropout_in(self.embed(inputs))                    # (N, T, E)
         if self.nz > 0:
             emb = torch.cat([emb, z.unsqueeze(1).expand(-1, inputs.shape[1], -1)], dim=-1)
         if state is None:
             state = self.initial_state(z, inputs.shape[0])
         out, state = self.lstm(emb, state)
-        return self.out(self.dropout_out(out)), state
+        return self.dropout_out(out), state
+
+    def forward(self, inputs: torch.Tensor, z: torch.Tensor | None,
+                state=None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """``inputs (N, T)`` ids starting with ``<s>``; ``z (N, nz)`` → logits ``(N, T, V)``, state."""
+        hidden, state = self.hidden_states(inputs, z, state)
+        return self.out(hidden), state
+
+
+#: evaluation (:meth:`TextVAE._eval_nll`) on CPU: decoder sequences per LSTM pass, and target
+#: tokens per block of the output layer (tuned with ``bench/scenarios.py``; results do not depend on them)
+EVAL_ROWS_PER_PASS = 512
+EVAL_TOKENS_PER_BLOCK = 1024
+
+
+def autocast_context(config: TrainConfig, device: torch.device | str):
+    """``torch.autocast(device, bfloat16)`` when ``config.precision == 'bf16'``, else a no-op.
+
+    Under it, matrix multiplies and LSTMs run in bfloat16 (CPU: oneDNN, fast on cores with
+    AVX512-BF16 or AMX; CUDA: tensor cores); μ, log σ² and the logits are cast back to fp32,
+    so the KL, the BN head and the log-softmax stay in full precision."""
+    if getattr(config, "precision", "fp32") != "bf16":
+        return contextlib.nullcontext()
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
 def decoder_io(tokens: torch.Tensor, lengths: torch.Tensor, bos: int = 1, eos: int = 2):
@@ -344,10 +371,44 @@ class TextVAE(nn.Module):
             inputs = inputs.repeat_interleave(k, dim=0)
             targets = targets.repeat_interleave(k, dim=0)
             z = z.reshape(B * k, -1)
-        logits, _ = self.decoder(inputs, z)
-        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                              ignore_index=-100, reduction="none").view(targets.shape).sum(1)
+        if torch.is_grad_enabled() or self.training:
+            logits, _ = self.decoder(inputs, z)
+            nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1),
+                                  ignore_index=-100, reduction="none").view(targets.shape).sum(1)
+        else:
+            nll = self._eval_nll(inputs, targets, z)
         return nll if k is None else nll.view(-1, k)
+
+    def _eval_nll(self, inputs: torch.Tensor, targets: torch.Tensor, z: torch.Tensor | None) -> torch.Tensor:
+        """Evaluation-only (no gradient, no dropout) −log p(x|z) per row ``(N,)``: the same sums
+        as the cross-entropy path, computed faster for IW-NLL's many samples:
+
+        * the decoder LSTM runs over at most :data:`EVAL_ROWS_PER_PASS` sequences at a time on
+          CPU (larger passes spill the caches; all rows at once on CUDA);
+        * the output layer runs only at real (non-padded) target positions, in blocks of
+          :data:`EVAL_TOKENS_PER_BLOCK` whose ``(block, V)`` logits stay in cache, and
+          ``−log softmax(l)[y] = logsumexp(l) − l_y`` in fp32, so no ``(N, T, V)`` logits or
+          log-softmax tensor is ever written to memory."""
+        N, dev = inputs.shape[0], inputs.device
+        on_cpu = dev.type == "cpu"
+        rows = EVAL_ROWS_PER_PASS if on_cpu else N
+        block = EVAL_TOKENS_PER_BLOCK if on_cpu else 16 * EVAL_TOKENS_PER_BLOCK
+        weight, bias = self.decoder.out.weight, self.decoder.out.bias
+        nll = torch.empty(N, dtype=torch.float32, device=dev)
+        for s in range(0, N, rows):
+            tgt = targets[s:s + rows]                                                   # (r, T)
+            hidden, _ = self.decoder.hidden_states(inputs[s:s + rows], None if z is None else z[s:s + rows])
+            keep = (tgt != -100).reshape(-1)
+            h = hidden.reshape(-1, hidden.shape[-1])[keep]                              # (n_tok, H)
+            y = tgt.reshape(-1)[keep]
+            tok = torch.empty(y.shape[0], dtype=torch.float32, device=dev)
+            for u in range(0, y.shape[0], block):
+                logits = F.linear(h[u:u + block], weight, bias).float()                # (≤block, V)
+                tok[u:u + block] = torch.logsumexp(logits, -1) - logits.gather(1, y[u:u + block, None]).squeeze(1)
+            per_position = torch.zeros(tgt.numel(), dtype=torch.float32, device=dev)
+            per_position[keep] = tok
+            nll[s:s + rows] = per_position.view(tgt.shape).sum(1)
+        return nll
 
     @torch.no_grad()
     def generate(self, z: torch.Tensor | None, max_len: int = 30, greedy: bool = True,

@@ -32,7 +32,7 @@ import torch
 from .config import ConfigError, TrainConfig
 from .data import Corpus, bucket_batches, load_corpus, make_batch
 from .metrics import active_units, elbo, mutual_information
-from .model import TextVAE
+from .model import TextVAE, autocast_context
 from .objectives import TrainContext, make_method
 
 
@@ -328,7 +328,8 @@ def _train(config: TrainConfig, out_dir: str | Path, guard: _InterruptGuard, *, 
                                         epoch=epoch, drop_singletons=True):
                 b = method.make_batch(train_split, index).to(device)
                 w = kl_weight(state["step"])
-                terms = method.train_step(ctx, b, w)    # default: method.loss (aggressive: inner loop first)
+                with autocast_context(config, device):  # bf16 when config.precision == 'bf16'
+                    terms = method.train_step(ctx, b, w)    # default: method.loss (aggressive: inner loop first)
                 if not torch.isfinite(terms.loss):
                     if config.on_nonfinite == "skip":
                         skipped += 1
