@@ -172,7 +172,11 @@ def make_step(config: TrainConfig, model, optimizer, method, corpus, device: tor
     transfer, ``method.train_step`` under the config's autocast, the non-finite-loss check,
     backward, gradient-norm clipping (and its finiteness check), optimizer step. The per-epoch
     bookkeeping of the loop (a few tiny tensor ops per step) is left out."""
-    from .model import autocast_context
+    try:
+        from .model import autocast_context
+    except ImportError:                       # a bnvae_core from before the bf16 option
+        def autocast_context(config, device):
+            return contextlib.nullcontext()
     from .objectives import TrainContext
     state = {"step": 0, "lr": config.lr}
     ctx = TrainContext(config, model, corpus, device, get_optimizer=lambda: optimizer,
