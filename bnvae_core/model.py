@@ -240,6 +240,10 @@ class GaussianPosterior:
         """E_q[z] = μ (what active units measure)."""
         return mu
 
+    def sample_prior(self, n: int, nz: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` draws z ~ N(0, I), (n, nz), on the generator's device (CPU by default)."""
+        return torch.randn((n, nz), generator=generator, device=generator.device if generator else None)
+
 
 class VMFPosterior:
     """q(z|x) = vMF(μ, κ) on the unit sphere S^{n−1}, κ fixed; prior uniform on the sphere
@@ -283,6 +287,11 @@ class VMFPosterior:
     def mean(self, mu: torch.Tensor, logvar: torch.Tensor | None) -> torch.Tensor:
         """E_q[z] = A_n(κ) μ."""
         return self.mean_cosine * mu
+
+    def sample_prior(self, n: int, nz: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``n`` draws z ~ Uniform(S^{nz−1}) (normalized Gaussians), (n, nz)."""
+        g = torch.randn((n, nz), generator=generator, device=generator.device if generator else None)
+        return g / g.norm(dim=-1, keepdim=True)
 
 
 #: DU-VAE's floor on the posterior variance, δ/(2πe) with δ = 1 (its ``delta_rate``): the
