@@ -10,5 +10,5 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet "torch==2.13.0"
-.venv/bin/python -m pip install --quiet -e ".[notebooks,test]"
+.venv/bin/python -m pip install --quiet -e ".[notebooks,test,dialogue]"
 .venv/bin/python -c "import torch, bnvae_core; print('bnvae_core ready: torch', torch.__version__)"
