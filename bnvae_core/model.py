@@ -393,30 +393,38 @@ class TextVAE(nn.Module):
         as the cross-entropy path, computed faster for IW-NLL's many samples:
 
         * the decoder LSTM runs over at most :data:`EVAL_ROWS_PER_PASS` sequences at a time on
-          CPU (larger passes spill the caches; all rows at once on CUDA);
+          CPU (larger passes spill the caches; all rows at once on CUDA), the rows sorted by
+          length so that each pass stops at its own longest row (the LSTM is causal: trailing
+          padding never changes the outputs at real positions);
         * the output layer runs only at real (non-padded) target positions, in blocks of
-          :data:`EVAL_TOKENS_PER_BLOCK` whose ``(block, V)`` logits stay in cache, and
-          ``−log softmax(l)[y] = logsumexp(l) − l_y`` in fp32, so no ``(N, T, V)`` logits or
-          log-softmax tensor is ever written to memory."""
+          :data:`EVAL_TOKENS_PER_BLOCK` whose ``(block, V)`` logits (and log-softmax, fp32)
+          stay in cache: no ``(N, T, V)`` tensor is ever written to memory."""
         N, dev = inputs.shape[0], inputs.device
         on_cpu = dev.type == "cpu"
         rows = EVAL_ROWS_PER_PASS if on_cpu else N
         block = EVAL_TOKENS_PER_BLOCK if on_cpu else 16 * EVAL_TOKENS_PER_BLOCK
         weight, bias = self.decoder.out.weight, self.decoder.out.bias
         nll = torch.empty(N, dtype=torch.float32, device=dev)
+        steps = (targets != -100).sum(1)                                                # (N,) decoder steps
+        order = torch.argsort(steps, descending=True, stable=True) if rows < N else None
         for s in range(0, N, rows):
-            tgt = targets[s:s + rows]                                                   # (r, T)
-            hidden, _ = self.decoder.hidden_states(inputs[s:s + rows], None if z is None else z[s:s + rows])
+            if order is None:
+                pick, T = slice(None), targets.shape[1]
+            else:
+                pick = order[s:s + rows]
+                T = int(steps[pick[0]])
+            tgt = targets[pick, :T]                                                     # (r, T)
+            hidden, _ = self.decoder.hidden_states(inputs[pick, :T], None if z is None else z[pick])
             keep = (tgt != -100).reshape(-1)
             h = hidden.reshape(-1, hidden.shape[-1])[keep]                              # (n_tok, H)
             y = tgt.reshape(-1)[keep]
             tok = torch.empty(y.shape[0], dtype=torch.float32, device=dev)
             for u in range(0, y.shape[0], block):
                 logits = F.linear(h[u:u + block], weight, bias).float()                # (≤block, V)
-                tok[u:u + block] = torch.logsumexp(logits, -1) - logits.gather(1, y[u:u + block, None]).squeeze(1)
+                tok[u:u + block] = F.cross_entropy(logits, y[u:u + block], reduction="none")
             per_position = torch.zeros(tgt.numel(), dtype=torch.float32, device=dev)
             per_position[keep] = tok
-            nll[s:s + rows] = per_position.view(tgt.shape).sum(1)
+            nll[pick] = per_position.view(tgt.shape).sum(1)
         return nll
 
     @torch.no_grad()
