@@ -126,7 +126,8 @@ def test_fb_kl_term_is_max_of_kl_and_target(micro_corpus):
     b = make_batch(micro_corpus.train, np.arange(8))
     terms = fb.loss(model, b.tokens, b.lengths, kl_weight=0.7)
     assert torch.equal(terms.extra["objective_kl"], terms.kl.clamp_min(5.0))
-    assert float(terms.loss) == pytest.approx(float((terms.rec + 0.7 * terms.kl.clamp_min(5.0)).mean()), rel=1e-6)
+    expected = (terms.rec + 0.7 * terms.kl.clamp_min(5.0)).mean()
+    assert float(terms.loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-6)
 
 
 def test_fb_per_dimension_and_pretrain_fb_terms(micro_corpus):
@@ -173,7 +174,8 @@ def test_vmf_kl_is_constant_in_mu_and_equals_the_closed_form(micro_corpus):
     kappa, m = 13.0, 8
     config, model = micro_model("vmf", micro_corpus, nz=m, kappa=kappa, init_range=0.3)
     b = make_batch(micro_corpus.train, np.arange(24))
-    mu, logvar = model.eval().encode(b.tokens, b.lengths)
+    with torch.no_grad():
+        mu, logvar = model.eval().encode(b.tokens, b.lengths)
     assert torch.allclose(mu.norm(dim=1), torch.ones(24), atol=1e-5)               # unit mean directions
     assert len(set(mu[:, 0].tolist())) > 1                                          # different μ ...
     kl = model.posterior.kl(mu, logvar)
@@ -331,12 +333,13 @@ def test_duvae_renormalized_gamma_and_variance_dropout(micro_corpus):
     assert head.learn_gamma and head.bn.weight.requires_grad
     with torch.no_grad():
         head.bn.weight.copy_(torch.tensor([0.1, 2.0, 1.0, 0.3]))                # as if learned
-    w = head.weight()
+    w = head.weight().detach()
     assert float(w.pow(2).mean().sqrt()) == pytest.approx(0.5)                  # RMS γ_j = γ
-    assert float(head.kl_lower_bound()) == pytest.approx(0.5 * 4 * 0.25 + 0.5 * float(head.beta.pow(2).sum()))
+    assert float(head.kl_lower_bound()) == pytest.approx(0.5 * 4 * 0.25 + 0.5 * float(head.beta.detach().pow(2).sum()))
     model.train()
     b = make_batch(micro_corpus.train, np.arange(32))
-    mu, logvar = model.encode(b.tokens, b.lengths)
+    with torch.no_grad():
+        mu, logvar = model.encode(b.tokens, b.lengths)
     floor = math.log(model_module.DUVAE_VAR_FLOOR)
     dropped = (logvar - floor).abs() < 1e-6
     assert 0.25 < float(dropped.float().mean()) < 0.75                           # p = 0.5 of σ² zeroed
