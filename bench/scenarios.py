@@ -463,6 +463,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--rounds", type=int, default=6, help="headline: interleaved rounds")
     p.add_argument("--before", default=BEFORE, help="git commit of the 'before' code")
+    p.add_argument("--publish", action="store_true",
+                   help="also copy the plots (PNG + SVG) and table.md into bench/figures/ (committed)")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -504,6 +506,12 @@ def main(argv=None) -> int:
     (out / "results.json").write_text(json.dumps(res, indent=1, default=str))
     (out / "table.md").write_text(markdown_table(res))
     print(f"wrote {out}/ in {res['seconds']:.0f} s")
+    if args.publish:
+        fig_dir = HERE / "figures"
+        fig_dir.mkdir(exist_ok=True)
+        for f in sorted(out.glob("*.png")) + sorted(out.glob("*.svg")) + [out / "table.md"]:
+            shutil.copy(f, fig_dir / f.name)
+        print(f"published plots and table.md to {fig_dir}/")
     return 0
 
 
