@@ -61,8 +61,11 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs)
     p.add_argument("--kl-start", type=float, default=d.kl_start)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--emb-dim", type=int, default=d.emb_dim)
-    p.add_argument("--hidden-dim", type=int, default=d.hidden_dim)
+    p.add_argument("--emb-dim", type=int, default=d.emb_dim, action=_StoreExplicit)
+    p.add_argument("--hidden-dim", type=int, default=d.hidden_dim, action=_StoreExplicit)
+    p.add_argument("--preset", choices=sorted(preset_sizes()), default=None,
+                   help="the paper's network sizes for a dataset (emb/hidden, see bnvae_core.hub.PRESETS); "
+                        "--emb-dim/--hidden-dim given explicitly win")
     p.add_argument("--nz", type=int, default=d.nz)
     p.add_argument("--lr", type=float, default=d.lr)
     p.add_argument("--optimizer", choices=("sgd", "adam"), default=d.optimizer)
@@ -76,6 +79,23 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bf16", action="store_true",
                    help="bf16 autocast for training and evaluation (CPU with AVX512-BF16/AMX, or CUDA)")
     add_method_arguments(p)
+
+
+class _StoreExplicit(argparse.Action):
+    """``store``, and remember in ``namespace._explicit_fields`` that the flag was given (so a
+    ``--preset`` fills only the sizes not given on the command line)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values)
+        explicit = set(getattr(namespace, "_explicit_fields", ()))
+        explicit.add(self.dest)
+        namespace._explicit_fields = explicit
+
+
+def preset_sizes() -> dict[str, dict[str, int]]:
+    """Preset name → ``{emb_dim, hidden_dim}``: :data:`bnvae_core.hub.PRESETS` plus the hub datasets' own."""
+    from .hub import PRESETS, REGISTRY
+    return {**{name: dict(spec.preset) for name, spec in REGISTRY.items() if spec.preset}, **PRESETS}
 
 
 #: (flag, config field, type, help) of the per-method settings (objectives.py); choices where fixed
@@ -123,6 +143,9 @@ def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
                   precision="bf16" if getattr(args, "bf16", False) else "fp32")
     defaults = TrainConfig()
     values.update({field: getattr(args, field, getattr(defaults, field)) for _, field, _, _ in METHOD_FLAGS})
+    if getattr(args, "preset", None):        # paper sizes; explicit --emb-dim/--hidden-dim win
+        explicit = getattr(args, "_explicit_fields", set())
+        values.update({k: v for k, v in preset_sizes()[args.preset].items() if k not in explicit})
     values.update(overrides)
     return TrainConfig(**values)
 
