@@ -398,3 +398,147 @@ def save_figure(fig: Figure, directory: str | Path, name: str, dpi: int = 150) -
     fig.savefig(paths[0], dpi=dpi, bbox_inches="tight")
     fig.savefig(paths[1], bbox_inches="tight")
     return paths
+
+
+# --- language modelling across methods (bnvae_core.compare) -------------------------------------
+
+def pareto_front(kl: Sequence[float], nll: Sequence[float]) -> np.ndarray:
+    """Indices of the non-dominated points when a larger KL and a smaller NLL are both better
+    (no other point has KL ≥ and NLL ≤ with one strict), sorted by KL."""
+    kl, nll = np.asarray(kl, float), np.asarray(nll, float)
+    keep = [i for i in range(len(kl))
+            if not any((kl[j] >= kl[i]) and (nll[j] <= nll[i]) and ((kl[j] > kl[i]) or (nll[j] < nll[i]))
+                       for j in range(len(kl)))]
+    return np.array(sorted(keep, key=lambda i: kl[i]), dtype=int)
+
+
+def kl_nll_frontier(results: pd.DataFrame, ax=None, x: str = "kl", y: str = "nll",
+                    frontier: bool = True) -> Figure:
+    """KL against NLL per method (the rate/fit trade-off): one colour per ``method``, each seed a
+    faint point, the mean over seeds a large marker with ± 1 std bars on both axes.
+
+    ``results``: one row per run with columns ``method`` and ``x``, ``y`` (nats; e.g.
+    :func:`bnvae_core.compare.compare`). ``frontier``: a dashed line through the methods no other
+    method beats on both axes (higher KL, lower NLL)."""
+    missing = [c for c in ("method", x, y) if c not in results.columns]
+    if missing:
+        raise ValueError(f"kl_nll_frontier: results lack column(s) {', '.join(missing)}")
+    if results.empty:
+        raise ValueError("kl_nll_frontier: no results")
+    fig, ax = _new_axes(ax, figsize=(7.0, 4.6))
+    grouped = results.groupby("method", sort=False)
+    means = grouped[[x, y]].mean()
+    stds = grouped[[x, y]].std(ddof=1).fillna(0.0)
+    markers = "osD^vP*Xph<>"
+    for i, (colour, method) in enumerate(zip(palette(len(means)), means.index)):
+        rows = results[results["method"] == method]
+        ax.scatter(rows[x], rows[y], s=12, alpha=0.35, color=colour, linewidths=0)
+        ax.errorbar(means.loc[method, x], means.loc[method, y], xerr=stds.loc[method, x],
+                    yerr=stds.loc[method, y], marker=markers[i % len(markers)], markersize=8,
+                    color=colour, capsize=3, linestyle="none", label=method)
+    if frontier and len(means) > 1:
+        front = pareto_front(means[x].to_numpy(), means[y].to_numpy())
+        ax.plot(means[x].to_numpy()[front], means[y].to_numpy()[front], color="grey", linestyle="--",
+                linewidth=1, zorder=0, label="frontier (higher KL, lower NLL)")
+    names = {"kl": "KL(q(z|x) ‖ p(z)) per sentence (nats)", "nll": "NLL −log p(x), IW estimate (nats per sentence)",
+             "mi": "mutual information I(x; z) (nats)"}
+    ax.set_xlabel(names.get(x, f"{x} (nats)"))
+    ax.set_ylabel(names.get(y, f"{y} (nats)"))
+    ax.legend(fontsize="small", bbox_to_anchor=(1.02, 1), loc="upper left", borderaxespad=0)
+    fig.tight_layout()
+    return fig
+
+
+# --- annealing schedules and the lagging encoder (notebook 08) -------------------------------------
+
+def kl_schedules(weights: Mapping[str, Sequence[float]], steps_per_epoch: int | None = None, ax=None) -> Figure:
+    """KL weight w_t against the training step, one line per schedule (name → weights per step,
+    e.g. from :mod:`bnvae_core.schedules`); ``steps_per_epoch`` adds epoch boundaries (dotted)."""
+    if not weights:
+        raise ValueError("kl_schedules: no schedules given")
+    fig, ax = _new_axes(ax, figsize=(7.0, 3.6))
+    longest = 0
+    for colour, (name, w) in zip(palette(len(weights)), weights.items()):
+        w = np.asarray(w, float)
+        longest = max(longest, len(w))
+        ax.plot(np.arange(len(w)), w, color=colour, linewidth=1.8, label=name)
+    if steps_per_epoch:
+        for e in range(steps_per_epoch, longest, steps_per_epoch):
+            ax.axvline(e, color="grey", linestyle=":", linewidth=0.8)
+    ax.set_xlabel("training step t (mini-batches)" + (f"; dotted: epochs of {steps_per_epoch} steps"
+                                                     if steps_per_epoch else ""))
+    ax.set_ylabel("KL weight w_t (multiplies KL in nats)")
+    ax.set_ylim(-0.03, 1.05)
+    _legend(ax, fontsize="small", loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def posterior_mean_space(snapshots: pd.DataFrame, dim: int = 0, axes=None, max_snapshots: int = 4) -> Figure:
+    """He et al. (2019, Fig. 1) posterior-mean space: per sentence, the approximate posterior mean
+    μ_x,φ = E_q[z_dim] (x axis) against the model posterior mean μ_x,θ = E_p(z|x)[z_dim] (y axis),
+    one panel per model (``snapshots['model']``), colour = training step; the diagonal is where
+    the encoder matches the model (no lag); collapse puts every point at the origin.
+
+    ``snapshots``: columns ``model, step, sentence, q_mean_<dim>, p_mean_<dim>`` (from
+    :func:`bnvae_core.lagging.posterior_mean_snapshots`); at most ``max_snapshots`` steps per model
+    are drawn (evenly spaced, the last included)."""
+    qc, pc = f"q_mean_{dim}", f"p_mean_{dim}"
+    missing = [c for c in ("model", "step", "sentence", qc, pc) if c not in snapshots.columns]
+    if missing:
+        raise ValueError(f"posterior_mean_space: snapshots lack column(s) {', '.join(missing)}")
+    models = list(dict.fromkeys(snapshots["model"]))
+    if not models:
+        raise ValueError("posterior_mean_space: no snapshots")
+    fig, axes = _new_axes(axes, nrows=1, ncols=len(models), figsize=(4.2 * len(models), 4.0))
+    flat = np.ravel(axes) if not isinstance(axes, Axes) else [axes]
+    for ax, model in zip(flat, models):
+        rows = snapshots[snapshots["model"] == model]
+        steps = np.sort(rows["step"].unique())
+        if len(steps) > max_snapshots:
+            steps = steps[np.unique(np.linspace(0, len(steps) - 1, max_snapshots).round().astype(int))]
+        colours = sns.color_palette("viridis", n_colors=len(steps))
+        for colour, step in zip(colours, steps):
+            r = rows[rows["step"] == step]
+            ax.scatter(r[qc], r[pc], s=10, alpha=0.7, color=colour, linewidths=0, label=f"step {int(step)}")
+        values = np.concatenate([rows[qc].to_numpy(float), rows[pc].to_numpy(float)])
+        lim = max(float(np.nanmax(np.abs(values))) if values.size else 1.0, 1e-3) * 1.1
+        ax.plot([-lim, lim], [-lim, lim], color="black", linestyle=":", linewidth=1, label="μ_x,θ = μ_x,φ")
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_aspect("equal")
+        ax.set_title(str(model))
+        ax.set_xlabel(f"approximate posterior mean E_q[z_{dim}] (latent units)")
+        ax.set_ylabel(f"model posterior mean E_p(z|x)[z_{dim}] (latent units)")
+        _legend(ax, fontsize="x-small", loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def lagging_gap(snapshots: pd.DataFrame, ax=None) -> Figure:
+    """Mean over sentences of ‖E_p(z|x)[z] − E_q[z]‖ (the lag of the encoder behind the model) and
+    of ‖E_q[z]‖ (how far the codes are from the prior mean 0) against the training step, per model.
+
+    ``snapshots``: columns ``model, step, gap, q_norm`` (one row per model, step and sentence)."""
+    missing = [c for c in ("model", "step", "gap", "q_norm") if c not in snapshots.columns]
+    if missing:
+        raise ValueError(f"lagging_gap: snapshots lack column(s) {', '.join(missing)}")
+    fig, axes = _new_axes(ax, nrows=1, ncols=2, figsize=(11.0, 3.8))
+    a_gap, a_norm = np.ravel(axes)[:2]
+    means = snapshots.groupby(["model", "step"], sort=False)[["gap", "q_norm"]].mean().reset_index()
+    models = list(dict.fromkeys(snapshots["model"]))
+    for colour, model in zip(palette(len(models)), models):
+        r = means[means["model"] == model].sort_values("step")
+        a_gap.plot(r["step"], r["gap"], marker="o", markersize=3, color=colour, label=str(model))
+        a_norm.plot(r["step"], r["q_norm"], marker="o", markersize=3, color=colour, label=str(model))
+    a_gap.set_xlabel("training step t (mini-batches)")
+    a_gap.set_ylabel("mean ‖E_p(z|x)[z] − E_q[z]‖ (latent units)")
+    a_gap.set_title("lag of the encoder behind the model")
+    a_norm.set_xlabel("training step t (mini-batches)")
+    a_norm.set_ylabel("mean ‖E_q[z]‖ (latent units)")
+    a_norm.set_title("distance of the codes from the prior mean")
+    for a in (a_gap, a_norm):
+        a.set_ylim(bottom=0)
+        _legend(a, fontsize="small")
+    fig.tight_layout()
+    return fig

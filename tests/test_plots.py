@@ -270,3 +270,66 @@ def test_train_mode_batch_kl_bound_holds_and_model_untouched(tiny_bnvae):
     assert model.training == was_training
     with pytest.raises(ValueError, match="BN head"):
         train_mode_batch_kl(TextVAE(TrainConfig(model="vae", **TINY), 50), tiny_bnvae.corpus.valid)
+
+
+# --- comparison and lagging-encoder figures (notebooks 07, 08) -----------------------------------
+
+def comparison_results() -> pd.DataFrame:
+    """A compare()-like table: 3 methods × 2 seeds."""
+    rows = []
+    for method, kl, nll in (("LSTM-LM", 0.0, 40.0), ("VAE", 0.1, 39.5), ("BN-VAE (γ=0.6)", 6.0, 39.0)):
+        for seed in (0, 1):
+            rows.append({"method": method, "seed": seed, "kl": kl + 0.1 * seed, "nll": nll + 0.2 * seed})
+    return pd.DataFrame(rows)
+
+
+def test_pareto_front():
+    # (kl, nll): C dominates A (more KL, less NLL); B and C are both on the front
+    assert plots.pareto_front([1.0, 0.0, 2.0], [5.0, 3.0, 4.0]).tolist() == [1, 2]
+    assert plots.pareto_front([1.0, 1.0], [2.0, 2.0]).tolist() == [0, 1]   # ties dominate nobody
+
+
+def test_kl_nll_frontier():
+    fig = plots.kl_nll_frontier(comparison_results())
+    ax = fig.axes[0]
+    assert "nats" in ax.get_xlabel() and "nats" in ax.get_ylabel()
+    labels = ax.get_legend_handles_labels()[1]
+    assert set(labels) >= {"LSTM-LM", "VAE", "BN-VAE (γ=0.6)"}
+    assert any("frontier" in label for label in labels)
+    with pytest.raises(ValueError, match="lack"):
+        plots.kl_nll_frontier(comparison_results().drop(columns="nll"))
+
+
+def test_kl_schedules():
+    from bnvae_core.schedules import cyclical_weight, linear_warmup_weight
+    T = 40
+    fig = plots.kl_schedules({"warm-up": [linear_warmup_weight(t, 20) for t in range(T)],
+                              "cyclical": [cyclical_weight(t, T, 2, 0.5) for t in range(T)]}, steps_per_epoch=10)
+    ax = fig.axes[0]
+    assert len(ax.get_lines()) >= 2 and "KL weight" in ax.get_ylabel()
+    with pytest.raises(ValueError):
+        plots.kl_schedules({})
+
+
+def snapshots() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    rows = []
+    for model in ("VAE", "BN-VAE"):
+        for step in (0, 10, 20, 30, 40, 50):
+            q, p = rng.normal(size=8) * step / 50, rng.normal(size=8)
+            for i in range(8):
+                rows.append({"model": model, "step": step, "sentence": i, "q_mean_0": q[i], "p_mean_0": p[i],
+                             "gap": abs(p[i] - q[i]), "q_norm": abs(q[i])})
+    return pd.DataFrame(rows)
+
+
+def test_posterior_mean_space_and_lagging_gap():
+    fig = plots.posterior_mean_space(snapshots(), max_snapshots=3)
+    assert len(visible_axes(fig)) == 2
+    for ax in fig.axes:
+        assert "E_q" in ax.get_xlabel() and "E_p" in ax.get_ylabel()
+        assert sum(label.startswith("step") for label in ax.get_legend_handles_labels()[1]) == 3
+    fig = plots.lagging_gap(snapshots())
+    assert len(fig.axes) == 2 and all(len(ax.get_lines()) == 2 for ax in fig.axes)
+    with pytest.raises(ValueError, match="lack"):
+        plots.posterior_mean_space(snapshots().drop(columns="p_mean_0"))
