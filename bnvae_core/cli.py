@@ -242,7 +242,7 @@ COMMANDS = {
 
 #: command name → module that defines ``CLI_COMMAND = (add_arguments, run, help)``
 MODULE_COMMANDS = {"classify": "classify", "compare": "compare", "bench": "benchmark",
-                   "reproduce": "reproduce", "generate": "generate", "figures": "figures"}
+                   "reproduce": "reproduce", "generate": "generate", "figures": "figures", "sweep": "sweep"}
 
 
 def _register_module_commands() -> None:
