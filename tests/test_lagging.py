@@ -1,0 +1,91 @@
+"""The lagging-encoder diagnostic (bnvae_core.lagging): the importance-sampled model posterior mean
+against numeric integration, and the snapshot loop's contract."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from bnvae_core.config import TrainConfig
+from bnvae_core.data import make_batch
+from bnvae_core.lagging import lag_summary, posterior_mean_snapshots, posterior_means
+from bnvae_core.metrics import eval_mode
+from bnvae_core.model import TextVAE
+from bnvae_core.train import corpus_for
+
+MICRO = dict(data="wordnet", max_train=200, max_eval=40, max_tokens=12, max_vocab=500, emb_dim=16,
+             hidden_dim=32, nz=1, epochs=1, warmup_epochs=0, device="cpu")
+
+
+def exact_posterior_mean(model, split, grid=np.linspace(-7, 7, 1401)):
+    """E_p(z|x)[z] for nz = 1 by the trapezoid rule on p(x|z) N(z; 0, 1) over ``grid``."""
+    z = torch.tensor(grid, dtype=torch.float32).view(1, -1, 1)
+    out = np.zeros(len(split))
+    with eval_mode(model):
+        for i in range(len(split)):
+            b = make_batch(split, [i])
+            tokens, lengths = b.tokens, b.lengths
+            log_joint = (-model.reconstruction_nll(tokens, lengths, z)[0].double().numpy()
+                         - 0.5 * grid ** 2)
+            w = np.exp(log_joint - log_joint.max())
+            out[i] = np.trapezoid(w * grid, grid) / np.trapezoid(w, grid)
+    return out
+
+
+@pytest.fixture(scope="module")
+def informative_model():
+    """A nz = 1 model whose decoder depends strongly on z (so p(z|x) is far from the prior)."""
+    config = TrainConfig(model="vae", **MICRO)
+    corpus = corpus_for(config)
+    torch.manual_seed(0)
+    model = TextVAE(config, len(corpus.vocab))
+    with torch.no_grad():                     # make z matter: large weights from z into the decoder
+        for name, p in model.named_parameters():
+            if name == "decoder.z_to_state.weight":
+                p.normal_(0.0, 3.0)
+            elif name == "decoder.out.weight":
+                p.normal_(0.0, 1.0)
+    return model, corpus.valid.subset(np.arange(6))
+
+
+def test_importance_sampled_mean_matches_numeric_integration(informative_model):
+    model, split = informative_model
+    q, p = posterior_means(model, split, k=4000, chunk=500, seed=1)
+    exact = exact_posterior_mean(model, split)
+    assert q.shape == p.shape == (len(split), 1)
+    assert np.abs(exact).max() > 0.2, "the test model's posterior should move away from 0"
+    assert np.allclose(p[:, 0], exact, atol=0.03), (p[:, 0], exact)
+
+
+def test_posterior_means_are_seeded_and_leave_the_global_rng(informative_model):
+    model, split = informative_model
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a = posterior_means(model, split, k=20, seed=7)
+    assert torch.equal(torch.get_rng_state(), before)
+    b = posterior_means(model, split, k=20, seed=7)
+    assert np.array_equal(a[1], b[1]) and np.array_equal(a[0], b[0])
+    with pytest.raises(ValueError):
+        posterior_means(model, split, k=0)
+
+
+def test_snapshots_contract_and_cache(tmp_path):
+    config = TrainConfig(model="bnvae", gamma=0.6, **MICRO)
+    df = posterior_mean_snapshots(config, sentences=5, every=3, k=5, root=tmp_path)
+    n_batches_total = df.step.max()
+    steps = sorted(df.step.unique())
+    assert steps[0] == 0 and steps[1] == 3 and steps[-1] == n_batches_total
+    assert (df.groupby("step").size() == 5).all()
+    assert {"model", "step", "epoch", "kl_weight", "sentence", "gap", "q_norm", "p_norm",
+            "q_mean_0", "p_mean_0"} <= set(df.columns)
+    assert np.allclose(df.gap, (df.p_mean_0 - df.q_mean_0).abs())
+    assert math.isclose(df.epoch.max(), 1.0)
+    assert set(df.model) == {"BN-VAE (γ=0.6)"}
+    cached = list(tmp_path.glob("*.csv"))
+    assert len(cached) == 1
+    again = posterior_mean_snapshots(config, sentences=5, every=3, k=5, root=tmp_path, label="BN")
+    assert set(again.model) == {"BN"} and np.allclose(again.gap, df.gap)
+    summary = lag_summary(df)
+    assert len(summary) == len(steps)
