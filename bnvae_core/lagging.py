@@ -155,6 +155,12 @@ def posterior_mean_snapshots(config: TrainConfig, *, sentences: int = 50, every:
 
 
 def lag_summary(snapshots: pd.DataFrame) -> pd.DataFrame:
-    """Per model and step: mean ``gap``, ``q_norm``, ``p_norm`` over the probe sentences."""
-    return (snapshots.groupby(["model", "step"], sort=False)[["gap", "q_norm", "p_norm"]].mean()
-            .reset_index())
+    """Per model and step: mean ``gap``, ``q_norm``, ``p_norm`` over the probe sentences and the spreads
+    ``q_spread`` = sqrt(Σ_j Var_x E_q[z_j]), ``p_spread`` (the same for the model posterior means)."""
+    q_cols = [c for c in snapshots.columns if c.startswith("q_mean_")]
+    p_cols = [c for c in snapshots.columns if c.startswith("p_mean_")]
+    grouped = snapshots.groupby(["model", "step"], sort=False)
+    table = grouped[["gap", "q_norm", "p_norm"]].mean()
+    table["q_spread"] = np.sqrt(grouped[q_cols].var(ddof=0).sum(axis=1))
+    table["p_spread"] = np.sqrt(grouped[p_cols].var(ddof=0).sum(axis=1))
+    return table.reset_index()

@@ -516,28 +516,34 @@ def posterior_mean_space(snapshots: pd.DataFrame, dim: int = 0, axes=None, max_s
 
 
 def lagging_gap(snapshots: pd.DataFrame, ax=None) -> Figure:
-    """Mean over sentences of ‖E_p(z|x)[z] − E_q[z]‖ (the lag of the encoder behind the model) and
-    of ‖E_q[z]‖ (how far the codes are from the prior mean 0) against the training step, per model.
+    """Left: mean over sentences of ‖E_p(z|x)[z] − E_q[z]‖ (the lag of the encoder behind the model);
+    right: the spread of the codes over sentences, sqrt(Σ_j Var_x E_q[z_j]) (0: every sentence gets the
+    same code, i.e. no information in z — collapse), both against the training step, per model.
 
-    ``snapshots``: columns ``model, step, gap, q_norm`` (one row per model, step and sentence)."""
-    missing = [c for c in ("model", "step", "gap", "q_norm") if c not in snapshots.columns]
+    ``snapshots``: columns ``model, step, gap`` and ``q_mean_0 … q_mean_{nz−1}`` (one row per model,
+    step and sentence; :func:`bnvae_core.lagging.posterior_mean_snapshots`)."""
+    q_cols = [c for c in snapshots.columns if c.startswith("q_mean_")]
+    missing = [c for c in ("model", "step", "gap") if c not in snapshots.columns] + ([] if q_cols else ["q_mean_0"])
     if missing:
         raise ValueError(f"lagging_gap: snapshots lack column(s) {', '.join(missing)}")
     fig, axes = _new_axes(ax, nrows=1, ncols=2, figsize=(11.0, 3.8))
-    a_gap, a_norm = np.ravel(axes)[:2]
-    means = snapshots.groupby(["model", "step"], sort=False)[["gap", "q_norm"]].mean().reset_index()
+    a_gap, a_spread = np.ravel(axes)[:2]
+    grouped = snapshots.groupby(["model", "step"], sort=False)
+    means = grouped["gap"].mean().rename("gap").to_frame()
+    means["spread"] = np.sqrt(grouped[q_cols].var(ddof=0).sum(axis=1))
+    means = means.reset_index()
     models = list(dict.fromkeys(snapshots["model"]))
     for colour, model in zip(palette(len(models)), models):
         r = means[means["model"] == model].sort_values("step")
         a_gap.plot(r["step"], r["gap"], marker="o", markersize=3, color=colour, label=str(model))
-        a_norm.plot(r["step"], r["q_norm"], marker="o", markersize=3, color=colour, label=str(model))
+        a_spread.plot(r["step"], r["spread"], marker="o", markersize=3, color=colour, label=str(model))
     a_gap.set_xlabel("training step t (mini-batches)")
     a_gap.set_ylabel("mean ‖E_p(z|x)[z] − E_q[z]‖ (latent units)")
     a_gap.set_title("lag of the encoder behind the model")
-    a_norm.set_xlabel("training step t (mini-batches)")
-    a_norm.set_ylabel("mean ‖E_q[z]‖ (latent units)")
-    a_norm.set_title("distance of the codes from the prior mean")
-    for a in (a_gap, a_norm):
+    a_spread.set_xlabel("training step t (mini-batches)")
+    a_spread.set_ylabel("spread of E_q[z] over sentences (latent units)")
+    a_spread.set_title("how much the codes differ between sentences")
+    for a in (a_gap, a_spread):
         a.set_ylim(bottom=0)
         _legend(a, fontsize="small")
     fig.tight_layout()

@@ -89,3 +89,5 @@ def test_snapshots_contract_and_cache(tmp_path):
     assert set(again.model) == {"BN"} and np.allclose(again.gap, df.gap)
     summary = lag_summary(df)
     assert len(summary) == len(steps)
+    last = df[df.step == df.step.max()]
+    assert summary.q_spread.iloc[-1] == pytest.approx(last.q_mean_0.std(ddof=0))
