@@ -12,9 +12,9 @@ Bad input raises :class:`CorpusError`, whose message names the file and the line
 """
 from __future__ import annotations
 
-import dataclasses
 import gzip
 import re
+from array import array
 from collections import Counter
 from dataclasses import dataclass, field
 from importlib import resources
@@ -61,8 +61,12 @@ class Vocab:
     def build(cls, sentences: Iterable[Sequence[str]], min_freq: int = 1,
               max_size: int | None = None) -> "Vocab":
         """Vocabulary of the tokens seen at least ``min_freq`` times, at most ``max_size`` (specials included)."""
-        counts = Counter(tok for sent in sentences for tok in sent)
-        kept = sorted((t for t, c in counts.items() if c >= min_freq), key=lambda t: (-counts[t], t))
+        return cls.from_counts(Counter(tok for sent in sentences for tok in sent), min_freq, max_size)
+
+    @classmethod
+    def from_counts(cls, counts: dict[str, int], min_freq: int = 1, max_size: int | None = None) -> "Vocab":
+        """:meth:`build` from token counts (tokens with count 0 are never kept)."""
+        kept = sorted((t for t, c in counts.items() if c >= min_freq and c > 0), key=lambda t: (-counts[t], t))
         if max_size is not None:
             kept = kept[: max(0, max_size - 4)]
         return cls(kept)
@@ -102,33 +106,50 @@ def _read_lines(path: Path, stats: dict | None = None) -> Iterator[tuple[int, st
     if not path.is_file():
         raise CorpusError(path, "file not found" if not path.exists() else "not a regular file")
     try:
-        raw = path.read_bytes()
+        fh = open(path, "rb")     # read line by line: memory does not grow with the file
+        head = fh.read(8192)
+        fh.seek(0)
     except OSError as err:
         raise CorpusError(path, f"cannot read ({err.strerror or err})") from None
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
-        raise CorpusError(path, "UTF-16 text (byte-order mark ff fe / fe ff); re-save it as UTF-8")
-    if b"\x00" in raw[:8192]:
-        raise CorpusError(path, "looks like a binary file (NUL bytes), expected UTF-8 text")
-    stats = {} if stats is None else stats
-    stats["bom"] = raw.startswith(b"\xef\xbb\xbf")
-    stats["crlf_lines"] = 0
-    if stats["bom"]:
-        raw = raw[3:]
-    lines = raw.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()  # the final newline ends the last line; it does not start a blank one
-    for number, line in enumerate(lines, start=1):
-        if b"\x00" in line:
-            raise CorpusError(path, "NUL byte: looks like binary data, expected UTF-8 text", number)
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise CorpusError(path, f"not valid UTF-8 (byte {err.start}: {line[err.start:err.start + 1]!r})",
-                              number) from None
-        if text.endswith("\r"):
-            stats["crlf_lines"] += 1
-            text = text.rstrip("\r")
-        yield number, text
+    with fh:
+        if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+            raise CorpusError(path, "UTF-16 text (byte-order mark ff fe / fe ff); re-save it as UTF-8")
+        if b"\x00" in head:
+            raise CorpusError(path, "looks like a binary file (NUL bytes), expected UTF-8 text")
+        stats = {} if stats is None else stats
+        stats["bom"] = head.startswith(b"\xef\xbb\xbf")
+        stats["crlf_lines"] = 0
+        yield from _decode_lines(path, fh, stats)
+
+
+def _decode_lines(path: Path, fh, stats: dict) -> Iterator[tuple[int, str]]:
+    """The lines of the binary file ``fh`` decoded (see :func:`_read_lines`); a final newline
+    ends the last line, it does not start a blank one."""
+    try:
+        for number, line in enumerate(fh, start=1):
+            if line.endswith(b"\n"):
+                line = line[:-1]
+            if number == 1 and stats["bom"]:
+                line = line[3:]
+            yield number, _decode_line(path, line, number, stats)
+    except OSError as err:
+        raise CorpusError(path, f"cannot read ({err.strerror or err})") from None
+
+
+def _decode_line(path: Path, line: bytes, number: int, stats: dict) -> str:
+    """One line (without its ``\\n``) as text: NUL bytes and invalid UTF-8 are errors naming the
+    line; trailing CRs are removed and counted into ``stats['crlf_lines']``."""
+    if b"\x00" in line:
+        raise CorpusError(path, "NUL byte: looks like binary data, expected UTF-8 text", number)
+    try:
+        text = line.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise CorpusError(path, f"not valid UTF-8 (byte {err.start}: {line[err.start:err.start + 1]!r})",
+                          number) from None
+    if text.endswith("\r"):
+        stats["crlf_lines"] += 1
+        text = text.rstrip("\r")
+    return text
 
 
 def read_split_file(path: str | Path, max_tokens: int | None = None) -> RawSplit:
@@ -138,10 +159,23 @@ def read_split_file(path: str | Path, max_tokens: int | None = None) -> RawSplit
     and non-empty text. If the file's first label is an integer, every label must be one
     (a stray non-integer label is an error naming its line). ``max_tokens`` drops longer
     sentences (counted; the paper's corpora are length-filtered the same way)."""
+    sentences, labels, stats = [], [], {}
+    for tokens, label in iter_split_file(path, max_tokens, stats):
+        sentences.append(tokens)
+        labels.append(label)
+    return RawSplit(sentences, labels, stats["skipped_blank"], stats["skipped_long"], stats.get("bom", False),
+                    stats.get("crlf_lines", 0))
+
+
+def iter_split_file(path: str | Path, max_tokens: int | None = None,
+                    stats: dict | None = None) -> Iterator[tuple[list[str], str | None]]:
+    """(tokens, label or ``None``) of each kept line of a corpus file, read line by line, with
+    the checks of :func:`read_split_file`; ``stats`` receives ``skipped_blank``,
+    ``skipped_long``, ``bom`` and ``crlf_lines``. The "no sentences" error comes at the end."""
     path = Path(path)
-    sentences, labels, blank, long = [], [], 0, 0
+    stats = {} if stats is None else stats
+    n_kept, blank, long = 0, 0, 0
     first_label: tuple[int, str] | None = None   # (line, label) of the file's first label
-    stats: dict = {}
     for number, line in _read_lines(path, stats):
         if not line.strip():
             blank += 1
@@ -170,12 +204,13 @@ def read_split_file(path: str | Path, max_tokens: int | None = None) -> RawSplit
         if max_tokens is not None and len(tokens) > max_tokens:
             long += 1
             continue
-        sentences.append(tokens)
-        labels.append(label)
-    if not sentences:
+        n_kept += 1
+        stats["skipped_blank"], stats["skipped_long"] = blank, long
+        yield tokens, label
+    stats["skipped_blank"], stats["skipped_long"] = blank, long
+    if not n_kept:
         raise CorpusError(path, f"no sentences (empty file, or every line blank or too long: "
                                 f"{blank} blank, {long} longer than max_tokens={max_tokens})")
-    return RawSplit(sentences, labels, blank, long, stats.get("bom", False), stats.get("crlf_lines", 0))
 
 
 def _is_int_label(label: str) -> bool:
@@ -185,15 +220,21 @@ def _is_int_label(label: str) -> bool:
 def _read_wordnet(max_tokens: int | None) -> dict[str, RawSplit]:
     """The built-in corpus: WordNet 3.0 glosses labelled by lexicographer file."""
     splits = {name: RawSplit([], []) for name in SPLITS}
+    for split, tokens, lexname in _iter_wordnet(max_tokens):
+        splits[split].sentences.append(tokens)
+        splits[split].labels.append(lexname)
+    return splits
+
+
+def _iter_wordnet(max_tokens: int | None) -> Iterator[tuple[str, list[str], str]]:
+    """(split, tokens, lexicographer file) of each kept gloss of the built-in corpus."""
     ref = resources.files("bnvae_core") / "corpora" / "wordnet_glosses.tsv.gz"
     with resources.as_file(ref) as path, gzip.open(path, "rt", encoding="utf-8") as fh:
         for line in fh:
             split, _pos, lexname, gloss = line.rstrip("\n").split("\t")
             tokens = tokenize(gloss)
             if tokens and (max_tokens is None or len(tokens) <= max_tokens):
-                splits[split].sentences.append(tokens)
-                splits[split].labels.append(lexname)
-    return splits
+                yield split, tokens, lexname
 
 
 def read_raw_corpus(data: str | Path, max_tokens: int | None = None) -> dict[str, RawSplit]:
@@ -282,31 +323,110 @@ def load_corpus(data: str | Path, *, max_tokens: int | None = 30, max_train: int
     ``max_train`` / ``max_eval`` keep a seeded random subset of train / of valid and test;
     the vocabulary is built from the (kept) training sentences unless ``vocab`` is given.
     Labels seen only outside train get their own ids after train's (they can be evaluated
-    but a classifier trained on train never predicts them)."""
-    raw = read_raw_corpus(data, max_tokens)
+    but a classifier trained on train never predicts them).
+
+    Memory: files are read line by line and each sentence is turned into ids at once
+    (:class:`_SplitCollector`: provisional ids, one per distinct word, in growing int32
+    arrays), so no split is ever held as lists of tokens. After reading, the subsets are
+    taken on the arrays, the vocabulary is built from the counts of the kept training ids
+    (``np.bincount``) and the provisional ids are mapped to vocabulary ids with one look-up
+    table. The result equals encoding the token lists (the previous implementation)."""
+    types: dict[str, int] = {}            # word → provisional id, shared by the splits
+    label_codes: dict[str, int] = {}      # label → provisional code, shared by the splits
+    collectors = {name: _SplitCollector(types, label_codes) for name in SPLITS}
+    reading = {n: {"skipped_blank": 0, "skipped_long": 0, "bom": False, "crlf_lines": 0} for n in SPLITS}
+    if str(data) in BUILTIN_CORPORA:
+        for split, tokens, label in _iter_wordnet(max_tokens):
+            collectors[split].add(tokens, label)
+    else:
+        root = Path(data)
+        if not root.is_dir():
+            raise CorpusError(root, "no such corpus directory (and not a built-in corpus name: "
+                                    f"{', '.join(BUILTIN_CORPORA)})")
+        for name in SPLITS:
+            stats: dict = {}
+            for tokens, label in iter_split_file(root / f"{name}.txt", max_tokens, stats):
+                collectors[name].add(tokens, label)
+            reading[name].update({k: stats[k] for k in reading[name]})
     rng = np.random.default_rng(seed)
+    provisional = {}
     for name, limit in (("train", max_train), ("valid", max_eval), ("test", max_eval)):
-        split = raw[name]
-        if limit is not None and len(split.sentences) > limit:
-            keep = np.sort(rng.choice(len(split.sentences), size=limit, replace=False))
-            raw[name] = dataclasses.replace(split, sentences=[split.sentences[i] for i in keep],
-                                            labels=[split.labels[i] for i in keep])
+        split = collectors[name].finish()
+        if limit is not None and len(split) > limit:
+            split = _take_sorted(split, np.sort(rng.choice(len(split), size=limit, replace=False)))
+        provisional[name] = split
+    words = list(types)                   # provisional id → word
+    del types
     if vocab is None:
-        vocab = Vocab.build(raw["train"].sentences, min_freq=min_freq, max_size=max_vocab)
-    label_names: list[str] = []
+        counts = np.zeros(len(words), dtype=np.int64)
+        train_ids = provisional["train"].ids
+        for start in range(0, len(train_ids), 1 << 20):     # chunks: bincount copies its input to int64
+            counts += np.bincount(train_ids[start:start + (1 << 20)], minlength=len(words))
+        vocab = Vocab.from_counts({words[i]: int(counts[i]) for i in np.flatnonzero(counts)},
+                                  min_freq=min_freq, max_size=max_vocab)
+    to_vocab = np.fromiter((vocab.stoi.get(w, vocab.unk) for w in words), dtype=np.int32, count=len(words))
+    del words
+    # label names: first appearance over the kept sentences (train, valid, test), then train's
+    # labels sorted first and the others after them
+    label_of = list(label_codes)          # provisional code → label
+    seen: list[int] = []
+    train_codes: set[int] = set()
     for name in SPLITS:
-        for lab in raw[name].labels:
-            if lab is not None and lab not in label_names:
-                label_names.append(lab)
-    train_labels = [x for x in label_names if x in set(raw["train"].labels)]
+        codes = provisional[name].labels
+        present, first = np.unique(codes[codes >= 0], return_index=True)
+        for code in present[np.argsort(first, kind="stable")]:
+            if int(code) not in seen:
+                seen.append(int(code))
+        if name == "train":
+            train_codes = {int(c) for c in present}
+    train_labels = [label_of[c] for c in seen if c in train_codes]
     label_names = sorted(train_labels, key=_label_key) + sorted(
-        [x for x in label_names if x not in train_labels], key=_label_key)
-    index = {x: i for i, x in enumerate(label_names)}
-    splits = {name: EncodedSplit.from_sentences(raw[name].sentences, raw[name].labels, vocab, index)
-              for name in SPLITS}
-    reading = {n: {"skipped_blank": raw[n].skipped_blank, "skipped_long": raw[n].skipped_long,
-                   "bom": raw[n].bom, "crlf_lines": raw[n].crlf_lines} for n in SPLITS}
-    return Corpus(vocab, label_names, splits, {n: raw[n].skipped_blank for n in SPLITS}, reading)
+        [label_of[c] for c in seen if c not in train_codes], key=_label_key)
+    to_label = np.full(len(label_of) + 1, -1, dtype=np.int64)   # last entry: code −1 (unlabelled)
+    for i, x in enumerate(label_names):
+        to_label[label_codes[x]] = i
+    splits = {}
+    for name, s in provisional.items():
+        for start in range(0, len(s.ids), 1 << 20):          # in place, in chunks: no second copy of the ids
+            s.ids[start:start + (1 << 20)] = to_vocab[s.ids[start:start + (1 << 20)]]
+        splits[name] = EncodedSplit(s.ids, s.offsets, to_label[s.labels])
+    return Corpus(vocab, label_names, splits, {n: reading[n]["skipped_blank"] for n in SPLITS}, reading)
+
+
+class _SplitCollector:
+    """One split being read: provisional word ids (``array('i')``, int32), sentence lengths and
+    label codes, appended sentence by sentence; the word → id and label → code dicts are shared."""
+
+    def __init__(self, types: dict[str, int], label_codes: dict[str, int]):
+        self.types, self.label_codes = types, label_codes
+        self.ids, self.lengths, self.labels = array("i"), array("q"), array("q")
+
+    def add(self, tokens: Sequence[str], label: str | None) -> None:
+        types = self.types
+        self.ids.extend([types.setdefault(t, len(types)) for t in tokens])
+        self.lengths.append(len(tokens))
+        self.labels.append(-1 if label is None else self.label_codes.setdefault(label, len(self.label_codes)))
+
+    def finish(self) -> EncodedSplit:
+        """An :class:`EncodedSplit` of provisional ids (the ids array is a view of the collected
+        ``array('i')``, not a copy); the collector starts empty again."""
+        ids = np.frombuffer(self.ids, dtype=np.int32) if len(self.ids) else np.zeros(0, np.int32)
+        lengths = np.frombuffer(self.lengths, dtype=np.int64)
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        labels = np.frombuffer(self.labels, dtype=np.int64).copy()
+        self.ids, self.lengths, self.labels = array("i"), array("q"), array("q")
+        return EncodedSplit(ids, offsets, labels)
+
+
+def _take_sorted(split: EncodedSplit, keep: np.ndarray) -> EncodedSplit:
+    """The sentences ``keep`` (sorted indices) of ``split``, without a Python loop over sentences."""
+    lengths = split.lengths[keep]
+    offsets = np.zeros(len(keep) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    mask = np.zeros(len(split), dtype=bool)
+    mask[keep] = True
+    return EncodedSplit(split.ids[np.repeat(mask, split.lengths)], offsets, split.labels[keep])
 
 
 def _label_key(label: str):
