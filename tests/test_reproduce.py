@@ -117,3 +117,31 @@ def test_cli_errors_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "error:" in err and "no_such_dataset" in err and "Traceback" not in err
     assert main(["reproduce", "--dataset", "wordnet", "--iw-samples", "0", "--out", str(tmp_path / "o")]) == 2
+
+
+def test_cli_preset_fills_sizes_explicit_flags_win():
+    from bnvae_core.cli import build_parser, config_from_args
+    parser = build_parser()
+    yahoo = config_from_args(parser.parse_args(["train", "--preset", "yahoo"]))
+    assert (yahoo.emb_dim, yahoo.hidden_dim) == (512, 1024)
+    mixed = config_from_args(parser.parse_args(["train", "--preset", "short_yelp", "--hidden-dim=64"]))
+    assert (mixed.emb_dim, mixed.hidden_dim) == (128, 64)
+    plain = config_from_args(parser.parse_args(["train", "--emb-dim", "16"]))
+    assert (plain.emb_dim, plain.hidden_dim) == (16, TrainConfig().hidden_dim)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--preset", "nope"])
+
+
+@pytest.mark.ray
+def test_reproduce_on_local_ray(tmp_path):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        written = reproduce("wordnet", tmp_path / "out", methods=["vae", "bnvae"], epochs=1, iw_samples=2,
+                            smoke=True, ray=True, cache_root=tmp_path / "cache", label_sizes=[100],
+                            label_seeds=1, device="cpu")
+    finally:
+        ray.shutdown()
+    runs = pd.read_csv(written["lm_runs"])
+    assert list(runs.method) == ["vae", "bnvae"]
+    assert all((tmp_path / "cache").resolve() == type(tmp_path)(d).parent for d in runs.run_dir)
