@@ -23,13 +23,15 @@ Steps:
 4. **Classification** where the corpus has labels: :func:`bnvae_core.classify.few_label_accuracy`
    (mode ``frozen``: logistic regression on standardised μ) for every label size that fits
    the labelled pool, ``label_seeds`` label draws per trained seed, plus the bag-of-words
-   baseline. Where the hub ships the paper's own few-label file (short Yelp
-   ``train.<n>.txt``) that file *is* the labelled set (one draw: the file). WordNet is
+   baseline. Where the dataset's directory holds a few-label file ``train.<n>.txt`` (the
+   paper's short Yelp files, as the hub stores them; or your own corpus's) that file *is* the
+   labelled set (one draw: the file). WordNet is
    labelled by lexicographer file (``classes``, default the 10 most frequent).
 5. **Outputs** in ``out``: ``lm_runs.csv`` (one row per run), ``lm_table.csv`` and
    ``lm_table.md`` (mean ± std over seeds), ``classification_runs.csv``,
    ``classification_table.csv``/``.md`` (accuracy %, mean ± std), ``figures/*.png|svg``, and
-   ``reproduce.json`` (what was run).
+   ``reproduce.json`` (what was run, notes such as label sizes left out), ``label_files/``
+   (the few-label corpus directories built from ``train.<n>.txt`` files)
 """
 from __future__ import annotations
 
@@ -181,19 +183,36 @@ def lm_markdown(table: pd.DataFrame, dataset: str, iw_samples: int) -> str:
 
 # --- classification ------------------------------------------------------------------------------
 
-def _paper_label_file_corpus(dataset: str, n: int) -> str | None:
-    """``'dataset:n'`` when the hub holds the paper's own ``n``-label file for ``dataset``, else ``None``."""
-    from .hub import REGISTRY
-    spec = REGISTRY.get(dataset)
-    if spec is None or n not in spec.few_label_sizes:
+def _label_file_corpus(dataset: str, n: int, work: Path) -> tuple[str, str] | None:
+    """(corpus directory, its description) whose train split is the dataset's own ``train.<n>.txt``
+    (the paper's few-label file of short Yelp, as the hub stores it), or ``None`` where there is none.
+
+    The directory is built under ``work`` (``train.txt`` = a copy of the label file, ``valid.txt``
+    and ``test.txt`` hard links to the dataset's, copies where links fail)."""
+    import shutil
+
+    from .data import BUILTIN_CORPORA
+    from .hub import resolve_data
+    if dataset in BUILTIN_CORPORA:
         return None
-    from .hub import fetch_dataset
-    base = fetch_dataset(dataset, progress=False)
-    return f"{dataset}:{n}" if (base / f"train.{n}.txt").is_file() else None
+    directory = Path(resolve_data(dataset))
+    src = directory / f"train.{n}.txt"
+    if not src.is_file():
+        return None
+    target = work / f"train_{n}"
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, target / "train.txt")
+    for split in ("valid", "test"):
+        (target / f"{split}.txt").unlink(missing_ok=True)
+        try:
+            os.link(directory / f"{split}.txt", target / f"{split}.txt")
+        except OSError:
+            shutil.copyfile(directory / f"{split}.txt", target / f"{split}.txt")
+    return str(target), f"label file {src}"
 
 
 def classification_results(runs: Sequence, dataset: str, label_sizes: Sequence[int], label_seeds: int,
-                           classes: str, progress: bool = False) -> tuple[pd.DataFrame, list[str]]:
+                           classes: str, work: Path, progress: bool = False) -> tuple[pd.DataFrame, list[str]]:
     """Few-label accuracy of every run with an encoder (mode ``frozen``) and the BoW baseline.
 
     Returns (one row per run × label size × label seed, notes about sizes left out)."""
@@ -204,12 +223,14 @@ def classification_results(runs: Sequence, dataset: str, label_sizes: Sequence[i
         return pd.DataFrame(), ["no run with an encoder: no classification table"]
     labelled = labelled_data(with_encoder[0], classes=classes)
     for n in label_sizes:
-        file_data = _paper_label_file_corpus(dataset, n)
-        if file_data is None and n > len(labelled.pool):
+        label_file = _label_file_corpus(dataset, n, work)
+        if label_file is None and n > len(labelled.pool):
             notes.append(f"{n} labels left out: the labelled training pool has {len(labelled.pool)} sentences")
             continue
-        kwargs = dict(data=file_data, seeds=1) if file_data else dict(labelled=labelled, seeds=label_seeds)
-        source = f"paper's label file ({file_data})" if file_data else "sampled from train"
+        if label_file is not None:     # the file is the labelled set: one draw (all of it)
+            kwargs, source = dict(data=label_file[0], seeds=1), label_file[1]
+        else:
+            kwargs, source = dict(labelled=labelled, seeds=label_seeds), "sampled from train"
         for run in with_encoder:
             t = few_label_accuracy(run, n, mode="frozen", classes=classes, cache=True, progress=progress, **kwargs)
             t["train_seed"], t["label_source"] = run.config.seed, source
@@ -354,7 +375,8 @@ def reproduce(dataset: str, out: str | Path, *, methods: Sequence[str] = DEFAULT
     notes: list[str] = []
     labelled = any(int((r.corpus.train.labels >= 0).sum()) > 0 for r in runs)
     if classify and labelled:
-        results, notes = classification_results(runs, dataset, label_sizes, label_seeds, classes, progress)
+        results, notes = classification_results(runs, dataset, label_sizes, label_seeds, classes,
+                                                out / "label_files", progress)
         if not results.empty:
             labels = {c.model: method_label(c) for c in configs}
             ctable = classification_table(results, labels)

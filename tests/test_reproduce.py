@@ -93,7 +93,7 @@ def test_hub_dataset_uses_the_paper_label_file(tmp_path, monkeypatch):
                         cache_root=tmp_path / "cache", label_sizes=[100, 200], label_seeds=2, device="cpu")
     cls = pd.read_csv(written["classification_table"])
     by = {(r.method, r.labels): r for r in cls.itertuples()}
-    assert by[("bnvae", 100)].label_source.startswith("paper's label file")
+    assert by[("bnvae", 100)].label_source.startswith("label file") and "train.100.txt" in by[("bnvae", 100)].label_source
     assert by[("bnvae", 100)].n_fits == 1
     assert by[("bnvae", 200)].label_source == "sampled from train" and by[("bnvae", 200)].n_fits == 2
     config = TrainConfig.from_dict(json.loads((tmp_path / "out" / "reproduce.json").read_text())["configs"][0])
