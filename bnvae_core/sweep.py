@@ -12,7 +12,9 @@ Executors:
 * **local processes** (default): :class:`concurrent.futures.ProcessPoolExecutor` with the
   ``spawn`` start method (no forked torch/OpenMP state), ``workers`` processes, each limited
   to ``max(1, cpu_count // workers)`` torch threads so the workers do not oversubscribe the CPU.
-  ``workers=1`` trains in this process, one trial after the other.
+  ``workers=1`` trains in this process, one trial after the other. (``spawn`` re-imports the
+  caller's main module: call it from a notebook, ``python -m bnvae_core sweep``, or a script
+  guarded by ``if __name__ == "__main__":``, not from code piped into ``python -``.)
 * **Ray** (``ray=True`` or an address): one Ray task per trial (``num_cpus`` each). ``ray`` is
   the optional extra ``bnvae-core[ray]``, imported only here. Without an address a local Ray
   instance is started (``ray.init()``); with one (``"auto"``, ``"ray://head:10001"``) the sweep
