@@ -94,6 +94,28 @@ def _plt():
     return plt, sns
 
 
+def plot_headline(table: pd.DataFrame, steps: pd.DataFrame, title: str, out: Path) -> None:
+    """Bar charts of tokens/s (wall, CPU) and the per-step CPU times of the headline variants."""
+    plt, sns = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    for ax, col, label in ((axes[0], "tokens_per_s", "target tokens / s (wall clock)"),
+                           (axes[1], "tokens_per_cpu_s", "target tokens / CPU-second")):
+        sns.barplot(data=table, y="variant", x=col, ax=ax, hue="variant", legend=False)
+        ax.set_xlabel(f"training throughput ({label})")
+        ax.set_ylabel("")
+    fig.suptitle(title)
+    save_plot(fig, out, "headline")
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    for name in ("vae fp32", "bnvae fp32", "baseline fp32", "vae bf16", "bnvae bf16"):
+        g = steps[steps.variant == name]
+        ax.plot(np.arange(len(g)), 1e3 * g.cpu_s.to_numpy(), ".", ms=3, label=name)
+    ax.set_xlabel("timed step")
+    ax.set_ylabel("step CPU time (ms)")
+    ax.legend(fontsize=8)
+    ax.set_title("VAE vs BN-VAE vs plain loop, step by step")
+    save_plot(fig, out, "headline_steps")
+
+
 # --- headline ------------------------------------------------------------------------------------
 
 def headline(sizes: dict, rounds: int, steps_per_round: int, warmup: int, iw_sentences: int, iw_k: int,
@@ -198,26 +220,8 @@ def headline(sizes: dict, rounds: int, steps_per_round: int, warmup: int, iw_sen
                                                     / iw["bnvae fp32"]["iwnll_sentences_per_s"])
         result["ratios"]["bf16_over_fp32_iwnll_cpu"] = (iw["bnvae bf16"]["iwnll_sentences_per_s_cpu"]
                                                         / iw["bnvae fp32"]["iwnll_sentences_per_s_cpu"])
-    plt, sns = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    t = table.reset_index()
-    sns.barplot(data=t, y="variant", x="tokens_per_s", ax=axes[0], hue="variant", legend=False)
-    axes[0].set_xlabel("training throughput (target tokens / s, wall clock)")
-    axes[0].set_ylabel("")
-    sns.barplot(data=t, y="variant", x="tokens_per_cpu_s", ax=axes[1], hue="variant", legend=False)
-    axes[1].set_xlabel("training throughput (target tokens / CPU-second)")
-    axes[1].set_ylabel("")
-    fig.suptitle(f"E {E}, H {H}, nz {n}, batch {B}, V {V}; interleaved in one process")
-    save_plot(fig, out, "headline")
-    fig, ax = plt.subplots(figsize=(6, 3.6))
-    for name in ("vae fp32", "bnvae fp32", "baseline fp32", "vae bf16", "bnvae bf16"):
-        g = steps[steps.variant == name]
-        ax.plot(np.arange(len(g)), 1e3 * g.cpu_s.to_numpy(), ".", ms=3, label=name)
-    ax.set_xlabel("timed step")
-    ax.set_ylabel("step CPU time (ms)")
-    ax.legend(fontsize=8)
-    ax.set_title("VAE vs BN-VAE vs plain loop, step by step")
-    save_plot(fig, out, "headline_steps")
+    plot_headline(table.reset_index(), steps, f"E {E}, H {H}, nz {n}, batch {B}, V {V}; interleaved in one process",
+                  out)
     return result
 
 
