@@ -69,8 +69,11 @@ def run(args: argparse.Namespace) -> int:
     smoke = args.smoke or smoke_requested()
     figures_dir = Path(args.figures_dir or (REPO / (".cache/figures-smoke" if smoke else "figures")))
     table = run_all(smoke=smoke, figures_dir=figures_dir, executed_dir=args.executed_dir, only=args.only)
-    if not args.only:
-        table.to_csv(figures_dir / "notebook_times.csv", index=False)
+    times = figures_dir / "notebook_times.csv"
+    if args.only and times.exists():   # keep the rows of the notebooks not run this time
+        old = pd.read_csv(times)
+        table = pd.concat([old[~old["notebook"].isin(table["notebook"])], table]).sort_values("notebook")
+    table.to_csv(times, index=False)
     print(json.dumps({"figures_dir": str(figures_dir), "notebooks": len(table),
                       "total_wall_s": round(float(table["wall_s"].sum()), 1) if len(table) else 0.0}))
     return 0
