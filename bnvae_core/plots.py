@@ -125,9 +125,11 @@ def kl_distribution(df_by_model: Mapping[str, pd.DataFrame], kind: str = "hist",
                     log: bool = False, bins: int = 40, bound: float | None = None) -> Figure:
     """Distribution of the per-sentence KL (column ``kl`` of :func:`metrics.kl_per_example`).
 
-    ``kind='hist'``: step histograms (density) per model, on a shared binning (log-spaced bins
-    when ``log``); ``kind='violin'``: one violin per model. ``bound``: draws a reference line,
-    e.g. BN-VAE's ``n γ²/2`` (a bound on the *mean* KL, not on every sentence's)."""
+    ``kind='hist'``: step histograms per model on a shared binning (log-spaced bins when ``log``),
+    each bar the *fraction of that model's sentences* in the bin, so models of very different
+    scales stay visible on one log axis; ``kind='violin'``: one violin per model (KDE in log
+    space when ``log``). ``bound``: a reference line, e.g. BN-VAE's ``n γ²/2`` (a bound on the
+    *mean* KL of a training batch, not on every sentence's)."""
     _check_models(df_by_model, ["kl"], "kl_distribution")
     if kind not in ("hist", "violin"):
         raise ValueError(f"kl_distribution: kind must be 'hist' or 'violin', got {kind!r}")
@@ -143,17 +145,17 @@ def kl_distribution(df_by_model: Mapping[str, pd.DataFrame], kind: str = "hist",
             edges = np.linspace(min(0.0, float(values.min())), max(float(values.max()), 1e-3), bins + 1)
         for colour, (name, df) in zip(colours, df_by_model.items()):
             kl = df["kl"].to_numpy(float)
-            ax.hist(np.clip(kl, edges[0], edges[-1]), bins=edges, density=True, histtype="step",
-                    linewidth=1.8, color=colour, label=f"{name} (mean {kl.mean():.2f} nats)")
+            ax.hist(np.clip(kl, edges[0], edges[-1]), bins=edges, weights=np.full(len(kl), 1.0 / len(kl)),
+                    histtype="step", linewidth=1.8, color=colour, label=f"{name} (mean {kl.mean():.2f} nats)")
         ax.set_xlabel(KL_LABEL)
-        ax.set_ylabel("density (per nat)")
+        ax.set_ylabel("fraction of sentences per bin")
     else:
         long = pd.concat([pd.DataFrame({"model": name, "kl": df["kl"].to_numpy(float)})
                           for name, df in df_by_model.items()], ignore_index=True)
-        sns.violinplot(data=long, x="model", y="kl", hue="model", palette=colours, cut=0,
-                       inner="quartile", ax=ax, legend=False, density_norm="width")
         if log:
-            ax.set_yscale("log")
+            long["kl"] = long["kl"].clip(lower=1e-6)
+        sns.violinplot(data=long, x="model", y="kl", hue="model", palette=colours, cut=0,
+                       inner="quartile", ax=ax, legend=False, density_norm="width", log_scale=log)
         ax.set_xlabel("model")
         ax.set_ylabel(KL_LABEL)
     if bound is not None:

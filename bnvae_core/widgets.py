@@ -87,13 +87,17 @@ class GammaExplorer:
         self.update(change["new"])
 
     def _show(self) -> None:
+        """Put the current figure into the Output widget by setting its ``outputs`` state.
+
+        Deliberately not ``with self.output: clear_output(); display(...)``: that routes
+        IOPub messages through the Output widget's capture, which headless executors
+        (nbclient/papermill) emulate and which can leave a cell hanging
+        (jupyter/nbclient#312); replacing the state is one comm message."""
         from IPython import get_ipython
         if get_ipython() is None:       # plain Python (tests): nothing to display into
             return
-        from IPython.display import clear_output, display
-        with self.output:
-            clear_output(wait=True)
-            display(self.figure)
+        self.output.outputs = ()
+        self.output.append_display_data(self.figure)
 
     def _ipython_display_(self) -> None:
         from IPython.display import display

@@ -90,7 +90,7 @@ def test_training_curves_subset_and_errors():
         plots.training_curves({})
 
 
-@pytest.mark.parametrize("kind,log", [("hist", False), ("hist", True), ("violin", False)])
+@pytest.mark.parametrize("kind,log", [("hist", False), ("hist", True), ("violin", False), ("violin", True)])
 def test_kl_distribution(kind, log):
     fig = plots.kl_distribution({"a": kl_table(0), "b": kl_table(1, scale=3)}, kind=kind, log=log, bound=2.0)
     (ax,) = visible_axes(fig)
