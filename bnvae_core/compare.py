@@ -81,7 +81,7 @@ def grid_configs(models: Iterable[str], seeds: int | Iterable[int] = 3, gammas: 
     ``seeds``: a count S (seeds 0 … S−1) or the seeds themselves. ``base``: every other setting
     (default ``TrainConfig(**COMPARE_SIZE)``). Unknown or conditional (``cvae``) models are a
     :class:`ConfigError`."""
-    from .objectives import METHODS
+    from .objectives import METHODS, check_method_names
     base = base if base is not None else TrainConfig(**COMPARE_SIZE)
     models = list(models)
     seeds = list(range(seeds)) if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
@@ -92,9 +92,7 @@ def grid_configs(models: Iterable[str], seeds: int | Iterable[int] = 3, gammas: 
         raise ConfigError(f"compare: need at least one seed >= 0, got {seeds}")
     if not gammas:
         raise ConfigError("compare: no gammas given")
-    unknown = [m for m in models if m not in METHODS]
-    if unknown:
-        raise ConfigError(f"unknown model(s) {', '.join(unknown)} (choose from: {', '.join(METHODS)})")
+    check_method_names(models, noun="model")
     conditional = [m for m in models if METHODS[m].conditional]
     if conditional:
         raise ConfigError(f"{', '.join(conditional)}: conditional (dialogue) models have no language-model "

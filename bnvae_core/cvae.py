@@ -96,7 +96,7 @@ from torch import nn
 
 from .config import ConfigError, TrainConfig
 from .dialogue import DialogueBatch, DialogueCorpus, DialogueSplit, corpus_for_config, label_context
-from .model import BNHead, Decoder, decoder_io, reparameterize
+from .model import BNHead, Decoder, decoder_io, init_uniform_, reparameterize
 from .objectives import LossTerms, Method, register_method
 
 CVAE_MODELS = ("cvae", "bn-cvae")
@@ -185,17 +185,7 @@ class CVAE(nn.Module):
     def reset_parameters(self) -> None:
         """As :meth:`bnvae_core.model.TextVAE.reset_parameters`: uniform ±init_range for weights,
         ±init_emb_range for embeddings, BN shift β = 0 (γ fixed)."""
-        r, re_ = self.config.init_range, self.config.init_emb_range
-        for name, p in self.named_parameters():
-            if not p.requires_grad:
-                continue
-            if name.startswith("recognition_bn"):
-                if name.endswith("bias"):
-                    nn.init.zeros_(p)
-            elif "embed" in name:
-                nn.init.uniform_(p, -re_, re_)
-            else:
-                nn.init.uniform_(p, -r, r)
+        init_uniform_(self, self.config, bn_prefix="recognition_bn")
 
     # --- inference ----------------------------------------------------------------------------
     def encode_context(self, context: torch.Tensor, context_lengths: torch.Tensor,

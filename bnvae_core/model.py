@@ -299,6 +299,23 @@ class VMFPosterior:
 DUVAE_VAR_FLOOR = 1.0 / (2.0 * math.pi * math.e)
 
 
+def init_uniform_(module: nn.Module, config: TrainConfig, bn_prefix: str, prefix: str = "") -> None:
+    """The reference code's initialisation, in place: uniform ±``config.init_range`` for weights,
+    ±``config.init_emb_range`` for embeddings, and the BN shift β (parameters under ``bn_prefix``)
+    set to 0; the fixed γ and frozen parameters are left alone. Only names starting with ``prefix``."""
+    r, r_emb = config.init_range, config.init_emb_range
+    for name, p in module.named_parameters():
+        if not p.requires_grad or not name.startswith(prefix):
+            continue
+        if name.startswith(bn_prefix):
+            if name.endswith("bias"):
+                nn.init.zeros_(p)
+        elif "embed" in name:
+            nn.init.uniform_(p, -r_emb, r_emb)
+        else:
+            nn.init.uniform_(p, -r, r)
+
+
 class TextVAE(nn.Module):
     """Encoder + posterior head + decoder. ``config.model`` picks the posterior (see
     :func:`posterior_family`) and the head: ``bnvae`` (and BN variants) get a :class:`BNHead`,
@@ -330,17 +347,7 @@ class TextVAE(nn.Module):
 
         ``prefix``: only parameters whose name starts with it, e.g. ``"decoder."`` to reset the
         decoder after pre-training the encoder (Li et al. 2019)."""
-        r, re_ = self.config.init_range, self.config.init_emb_range
-        for name, p in self.named_parameters():
-            if not p.requires_grad or not name.startswith(prefix):
-                continue
-            if name.startswith("bn_head"):
-                if name.endswith("bias"):
-                    nn.init.zeros_(p)
-            elif "embed" in name:
-                nn.init.uniform_(p, -re_, re_)
-            else:
-                nn.init.uniform_(p, -r, r)
+        init_uniform_(self, self.config, bn_prefix="bn_head", prefix=prefix)
 
     # --- inference network -------------------------------------------------------------------
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

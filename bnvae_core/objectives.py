@@ -470,6 +470,15 @@ for _cls in (LanguageModel, Method, BNVAE, BetaVAE, Cyclical, FreeBits, FreeBits
     register_method(_cls)
 
 
+def check_method_names(names, noun: str = "method") -> None:
+    """ConfigError listing the known methods if any of ``names`` is not registered
+    (``noun``: what the caller's flag calls them, 'model' or 'method')."""
+    from .config import ConfigError
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        raise ConfigError(f"unknown {noun}(s) {', '.join(unknown)} (choose from: {', '.join(METHODS)})")
+
+
 def make_method(config) -> Method:
     return METHODS[config.model](config)
 

@@ -84,14 +84,12 @@ def reproduce_configs(dataset: str, methods: Sequence[str] = DEFAULT_METHODS, se
                       epochs: int | None = None, smoke: bool = False, **overrides) -> list[TrainConfig]:
     """One config per (method, seed) in that order: :func:`dataset_settings` + ``overrides``
     (+ :data:`SMOKE_SIZE` when ``smoke``; ``epochs`` wins over both)."""
-    from .objectives import METHODS, make_method
+    from .objectives import METHODS, check_method_names, make_method
     if seeds < 1:
         raise ConfigError(f"seeds must be >= 1, got {seeds}")
     if not methods:
         raise ConfigError("no methods given")
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise ConfigError(f"unknown method(s) {', '.join(unknown)} (choose from: {', '.join(METHODS)})")
+    check_method_names(methods)
     settings = {**dataset_settings(dataset), **overrides, **(SMOKE_SIZE if smoke else {})}
     if epochs is not None:
         settings["epochs"] = epochs
