@@ -255,23 +255,10 @@ class CVAE(nn.Module):
         """Decode one response per row of ``latent (N, H + n)``; ids without ``</s>``."""
         was_training = self.training
         self.eval()
-        N, device = latent.shape[0], latent.device
-        word = torch.full((N, 1), 1, dtype=torch.long, device=device)
-        state, done, out = None, torch.zeros(N, dtype=torch.bool, device=device), []
-        for _ in range(max_len):
-            logits, state = self.decoder(word, latent, state)
-            if greedy:
-                word = logits[:, -1].argmax(-1, keepdim=True)
-            else:
-                probs = logits[:, -1].float().softmax(-1)
-                word = torch.multinomial(probs.cpu(), 1, generator=generator).to(device)
-            out.append(word.squeeze(1))
-            done |= word.squeeze(1) == 2
-            if done.all():
-                break
-        self.train(was_training)
-        seqs = torch.stack(out, 1).tolist() if out else [[] for _ in range(N)]
-        return [s[: s.index(2)] if 2 in s else s for s in seqs]
+        try:
+            return self.decoder.decode(latent, latent.shape[0], latent.device, max_len, greedy, generator)
+        finally:
+            self.train(was_training)
 
     @torch.no_grad()
     def sample_responses(self, batch: DialogueBatch, n: int = 10, greedy: bool = True, max_len: int = 30,

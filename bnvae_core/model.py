@@ -174,6 +174,28 @@ class Decoder(nn.Module):
         hidden, state = self.hidden_states(inputs, z, state)
         return self.out(hidden), state
 
+    def decode(self, cond: torch.Tensor | None, n: int, device: torch.device | str, max_len: int = 30,
+               greedy: bool = True, generator: torch.Generator | None = None) -> list[list[int]]:
+        """Left-to-right decoding of ``n`` sentences from ``<s>``, each conditioned on its row of
+        ``cond (n, nz)`` (``None`` for the LM): greedy (argmax) or ancestral sampling (on the CPU,
+        so a CPU ``generator`` works whatever the device). Stops when every row has produced
+        ``</s>`` or after ``max_len`` words; returns the ids before ``</s>``. Call in eval mode."""
+        word = torch.full((n, 1), 1, dtype=torch.long, device=device)
+        state, done, out = None, torch.zeros(n, dtype=torch.bool, device=device), []
+        for _ in range(max_len):
+            logits, state = self(word, cond, state)
+            if greedy:
+                word = logits[:, -1].argmax(-1, keepdim=True)
+            else:
+                probs = logits[:, -1].float().softmax(-1)
+                word = torch.multinomial(probs.cpu(), 1, generator=generator).to(device)
+            out.append(word.squeeze(1))
+            done |= word.squeeze(1) == 2
+            if done.all():
+                break
+        seqs = torch.stack(out, 1).tolist() if out else [[] for _ in range(n)]
+        return [s[: s.index(2)] if 2 in s else s for s in seqs]
+
 
 #: evaluation (:meth:`TextVAE._eval_nll`) on CPU: decoder sequences per LSTM pass, and target
 #: tokens per block of the output layer (tuned with ``bench/scenarios.py``; results do not depend on them)
@@ -440,23 +462,11 @@ class TextVAE(nn.Module):
         """Decode one sentence per row of ``z (N, nz)`` (or ``n`` sentences from the LM); ids without ``</s>``."""
         was_training = self.training
         self.eval()
-        N = z.shape[0] if z is not None else n
-        device = next(self.parameters()).device
-        word = torch.full((N, 1), 1, dtype=torch.long, device=device)
-        state, done, out = None, torch.zeros(N, dtype=torch.bool, device=device), []
-        for _ in range(max_len):
-            logits, state = self.decoder(word, z, state)
-            if greedy:
-                word = logits[:, -1].argmax(-1, keepdim=True)
-            else:
-                word = torch.multinomial(logits[:, -1].softmax(-1), 1, generator=generator)
-            out.append(word.squeeze(1))
-            done |= word.squeeze(1) == 2
-            if done.all():
-                break
-        self.train(was_training)
-        seqs = torch.stack(out, 1).tolist()
-        return [s[: s.index(2)] if 2 in s else s for s in seqs]
+        try:
+            N = z.shape[0] if z is not None else n
+            return self.decoder.decode(z, N, next(self.parameters()).device, max_len, greedy, generator)
+        finally:
+            self.train(was_training)
 
 
 def _method_attr(config: TrainConfig, name: str, default):
