@@ -22,6 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping, Sequence
 
+import matplotlib
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -398,7 +399,10 @@ def save_figure(fig: Figure, directory: str | Path, name: str, dpi: int = 150) -
     directory.mkdir(parents=True, exist_ok=True)
     paths = [directory / f"{name}.png", directory / f"{name}.svg"]
     fig.savefig(paths[0], dpi=dpi, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
+    # no date and a fixed id salt: regenerating an unchanged figure gives the same SVG bytes,
+    # so `make figures` does not churn git (PNG output is already byte-stable)
+    with matplotlib.rc_context({"svg.hashsalt": name}):
+        fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None})
     return paths
 
 
