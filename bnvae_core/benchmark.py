@@ -190,7 +190,6 @@ def make_step(config: TrainConfig, model, optimizer, method, corpus, device: tor
     state = {"step": 0, "lr": config.lr}
     ctx = TrainContext(config, model, corpus, device, get_optimizer=lambda: optimizer,
                        make_optimizer=lambda: optimizer, state=state)
-    clip = config.clip_grad if config.clip_grad > 0 else math.inf
 
     def step(index, kl_weight: float):
         batch = method.make_batch(corpus.train, index).to(device)
@@ -200,7 +199,7 @@ def make_step(config: TrainConfig, model, optimizer, method, corpus, device: tor
             raise RuntimeError(f"bench: non-finite loss at step {state['step'] + 1}")
         optimizer.zero_grad(set_to_none=True)
         terms.loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+        grad_norm = ctx.clip_gradients()
         if not torch.isfinite(grad_norm):
             raise RuntimeError(f"bench: non-finite gradient norm at step {state['step'] + 1}")
         optimizer.step()

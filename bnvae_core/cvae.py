@@ -91,7 +91,6 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .config import ConfigError, TrainConfig
@@ -236,9 +235,7 @@ class CVAE(nn.Module):
             B, k, _ = latent.shape
             inputs, targets = inputs.repeat_interleave(k, 0), targets.repeat_interleave(k, 0)
             latent = latent.reshape(B * k, -1)
-        logits, _ = self.decoder(inputs, latent)
-        nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                              ignore_index=-100, reduction="none").view(targets.shape).sum(1)
+        nll = self.decoder.target_nll(inputs, targets, latent)
         return nll if k is None else nll.view(-1, k)
 
     def bow_nll(self, tokens: torch.Tensor, lengths: torch.Tensor, z: torch.Tensor,

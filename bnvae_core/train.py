@@ -341,9 +341,8 @@ def _train(config: TrainConfig, out_dir: str | Path, guard: _InterruptGuard, *, 
                         f"training stopped, the last good checkpoint is {last}")
                 optimizer.zero_grad(set_to_none=True)
                 terms.loss.backward()
-                # the norm is computed either way (max_norm=inf scales by exactly 1): it guards the step
-                grad_norm = torch.nn.utils.clip_grad_norm_(
-                    model.parameters(), config.clip_grad if config.clip_grad > 0 else math.inf)
+                # the norm is computed either way (clip_grad ≤ 0: no clipping): it guards the step
+                grad_norm = ctx.clip_gradients()
                 if not torch.isfinite(grad_norm):
                     optimizer.zero_grad(set_to_none=True)
                     if config.on_nonfinite == "skip":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv (if missing) and install bnvae_core with its notebook and test extras.
 # torch==2.13.0 is installed FIRST: on the project's machines pip finds a local CPU wheel for it,
-# and pyproject's `torch>=2.3` is then already satisfied (an unpinned torch would pull a
+# and pyproject's `torch>=2.4` is then already satisfied (an unpinned torch would pull a
 # multi-GB CUDA build). Elsewhere, pip fetches torch 2.13.0 from PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."

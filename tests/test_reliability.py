@@ -65,10 +65,11 @@ def toy(tmp_path_factory) -> Path:
 def toy_config(toy: Path, **changes) -> TrainConfig:
     """SGD lr 1.0 with momentum 0.3 and patience 1: on the toy corpus the lr is halved after
     epoch 2 (so the schedule, the rebuilt optimizer and its momentum all matter on resume);
-    warm-up over 3 epochs, dropout 0.5 (the RNG matters)."""
+    warm-up over 3 epochs, dropout 0.5 (the RNG matters). Seed 1: a validation loss that rises
+    after epoch 2 depends on the seed; with seed 1 it does."""
     values = dict(model="bnvae", data=str(toy), max_train=None, max_eval=None, max_vocab=None, emb_dim=16,
                   hidden_dim=32, nz=8, batch_size=16, epochs=5, warmup_epochs=3, optimizer="sgd", lr=1.0,
-                  momentum=0.3, lr_patience=1, device="cpu")
+                  momentum=0.3, lr_patience=1, device="cpu", seed=1)
     values.update(changes)
     return TrainConfig(**values)
 
@@ -265,7 +266,7 @@ def test_same_seed_same_metrics_different_seed_different(toy, tmp_path):
     config = toy_config(toy, epochs=2)
     a = train(config, tmp_path / "a", progress=False)
     b = train(config, tmp_path / "b", progress=False)
-    c = train(config.replace(seed=1), tmp_path / "c", progress=False)
+    c = train(config.replace(seed=2), tmp_path / "c", progress=False)
     assert without_timing(read_metrics(tmp_path / "a" / "metrics.jsonl")) == \
         without_timing(read_metrics(tmp_path / "b" / "metrics.jsonl"))
     assert without_timing(a.history_rows) == without_timing(b.history_rows)
