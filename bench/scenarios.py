@@ -20,8 +20,8 @@ Scenarios (each writes ``bench/out/<name>.csv``; those with a plot also ``<name>
 * ``threads`` — step time with 1 thread and with all cores.
 * ``memory`` — peak RSS vs training-corpus size (synthetic corpora of n WordNet glosses), each
   size in a fresh process.
-* ``before_after`` — the ``bench`` command of the commit before the speed work (a git worktree
-  at ``--before``) and of this checkout, alternated in fresh processes.
+* ``before_after`` — the ``bench`` command of earlier commits (``--before``: before any speed
+  work, and the first release) and of this checkout, alternated in fresh processes (git worktrees).
 
 Timing is wall-clock and process CPU time (see :mod:`bnvae_core.benchmark`); on a shared
 machine compare the CPU-time columns between runs, and wall-clock only within one run.
@@ -63,8 +63,9 @@ ISSUE_SIZES = dict(emb_dim=128, hidden_dim=512, nz=32, batch_size=32, max_vocab=
                    max_eval=1000, device="cpu")
 QUICK_SIZES = dict(emb_dim=32, hidden_dim=64, nz=8, batch_size=16, max_vocab=1000, max_train=800,
                    max_eval=100, device="cpu")
-#: the commit before the speed work of issue 8 (fp32 eval path, no bf16, no OMP policy)
-BEFORE = "8d51dcc"
+#: the commit before the speed work of issue 8 (fp32 eval path, no bf16, no OMP policy), and the
+#: first release's speed work (before the fused output layer and the eval buffers)
+BEFORE = "8d51dcc,853a100"
 
 
 def machine() -> dict:
@@ -350,26 +351,34 @@ def _bench_in_child(kwargs: dict) -> dict:
 
 
 def in_fresh_process(kwargs: dict, omp_wait_policy: str | None = None) -> dict:
-    """``run_benchmark`` in a new (spawned) process, optionally with another OMP_WAIT_POLICY."""
+    """``run_benchmark`` in a new (spawned) process, optionally with another OpenMP wait policy:
+    ``PASSIVE``, ``ACTIVE``, or ``SPIN<n>`` (no OMP_WAIT_POLICY, ``GOMP_SPINCOUNT=n``: spin n
+    iterations, then sleep)."""
     ctx = multiprocessing.get_context("spawn")
-    saved = os.environ.get("OMP_WAIT_POLICY")
-    if omp_wait_policy:
+    saved = {k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    if omp_wait_policy and omp_wait_policy.startswith("SPIN"):
+        os.environ.pop("OMP_WAIT_POLICY", None)
+        os.environ["GOMP_SPINCOUNT"] = omp_wait_policy[4:]
+    elif omp_wait_policy:
         os.environ["OMP_WAIT_POLICY"] = omp_wait_policy
     try:
         with ctx.Pool(1) as pool:
             return pool.apply(_bench_in_child, (kwargs,))
     finally:
-        if saved is None:
-            os.environ.pop("OMP_WAIT_POLICY", None)
-        else:
-            os.environ["OMP_WAIT_POLICY"] = saved
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def threads_scenario(sizes: dict, steps: int, out: Path) -> pd.DataFrame:
-    """1 thread vs all cores, the latter with OpenMP's passive (the library's) and active wait."""
+    """1 thread vs all cores, the latter with OpenMP's passive (the library's), bounded-spin
+    (``GOMP_SPINCOUNT=50000``) and active wait."""
     rows = []
     for _ in range(2):
-        for t, policy in ((1, "PASSIVE"), (os.cpu_count(), "PASSIVE"), (os.cpu_count(), "ACTIVE")):
+        for t, policy in ((1, "PASSIVE"), (os.cpu_count(), "PASSIVE"), (os.cpu_count(), "SPIN50000"),
+                          (os.cpu_count(), "ACTIVE")):
             r = in_fresh_process({"sizes": sizes, "max_train": sizes["max_train"], "threads": t, "steps": steps,
                                   "warmup_steps": 3, "iw_sentences": 0}, omp_wait_policy=policy)
             rows.append({"threads": t, "omp_wait_policy": policy, "tokens_per_s": r["train_tokens_per_s"],
@@ -443,13 +452,17 @@ def memory(sizes: dict, corpus_sizes: list, out: Path) -> pd.DataFrame:
 
 def before_after(sizes: dict, steps: int, iw_sentences: int, iw_k: int, before: str, rounds: int,
                  out: Path) -> pd.DataFrame:
-    """``python -m bnvae_core bench`` of commit ``before`` (with this checkout's benchmark.py copied
-    in, since the harness did not exist then) and of this checkout, alternately in fresh processes."""
-    tree = Path(f"/tmp/bnvae-bench-before-{before}")
-    if not tree.exists():
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), before],
-                       check=True, capture_output=True)
-    shutil.copy(ROOT / "bnvae_core" / "benchmark.py", tree / "bnvae_core" / "benchmark.py")
+    """``python -m bnvae_core bench`` of the commits ``before`` (comma-separated; each with this
+    checkout's benchmark.py copied in, since the harness did not exist in the first) and of this
+    checkout, alternately in fresh processes."""
+    trees = []
+    for commit in before.split(","):
+        tree = Path(f"/tmp/bnvae-bench-before-{commit}")
+        if not tree.exists():
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), commit],
+                           check=True, capture_output=True)
+        shutil.copy(ROOT / "bnvae_core" / "benchmark.py", tree / "bnvae_core" / "benchmark.py")
+        trees.append((commit, tree))
     args = ["bench", "--data", "wordnet", "--model", "bnvae", "--emb-dim", str(sizes["emb_dim"]),
             "--hidden-dim", str(sizes["hidden_dim"]), "--nz", str(sizes["nz"]),
             "--batch-size", str(sizes["batch_size"]), "--max-vocab", str(sizes["max_vocab"]),
@@ -458,9 +471,11 @@ def before_after(sizes: dict, steps: int, iw_sentences: int, iw_k: int, before: 
             "--iw-sentences", str(iw_sentences), "--threads", "1"]   # 1 thread: the code, not the OMP policy
     rows = []
     for r in range(rounds):
-        for label, root, extra in (("before", tree, []), ("after", ROOT, []), ("after bf16", ROOT, ["--bf16"])):
+        variants = [(commit, tree, []) for commit, tree in trees] + [("after", ROOT, []), ("after bf16", ROOT, ["--bf16"])]
+        for label, root, extra in variants:
             env = {**os.environ, "PYTHONPATH": str(root)}
             env.pop("OMP_WAIT_POLICY", None)          # each tree's own default
+            env.pop("GOMP_SPINCOUNT", None)
             proc = subprocess.run([sys.executable, "-m", "bnvae_core", *args, *extra], cwd=root, env=env,
                                   capture_output=True, text=True, check=True)
             res = json.loads(proc.stdout.strip().splitlines()[-1])     # the bench command's one JSON object
@@ -511,7 +526,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(HERE / "out"))
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--rounds", type=int, default=6, help="headline: interleaved rounds")
-    p.add_argument("--before", default=BEFORE, help="git commit of the 'before' code")
+    p.add_argument("--before", default=BEFORE, help="git commits of the earlier code, comma-separated")
     p.add_argument("--publish", action="store_true",
                    help="also copy the plots (PNG + SVG) and table.md into bench/figures/ (committed)")
     args = p.parse_args(argv)

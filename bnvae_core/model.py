@@ -154,17 +154,34 @@ class RandDropout(nn.Dropout):
 _TINY_PROB = 1e-30
 
 
+def _nll_from_softmax(logits: torch.Tensor, probs: torch.Tensor, targets: torch.Tensor,
+                      host_sync: bool) -> torch.Tensor:
+    """``−log probs[r, targets_r]`` per row, where ``probs = softmax(logits)`` (both ``(N, V)``).
+
+    ``host_sync=True`` (CPU): ``−log p`` read off ``probs``, and a log-softmax of only the rows
+    whose ``p < 1e-30`` (one host check). ``False`` (GPU): a log-softmax of every row, which
+    costs one more pass but no synchronisation."""
+    if not host_sync:
+        return -torch.log_softmax(logits, dim=1).gather(1, targets.unsqueeze(1)).squeeze(1)
+    p_target = probs[torch.arange(targets.shape[0], device=targets.device), targets]
+    nll = -p_target.log()
+    tiny = p_target < _TINY_PROB
+    if bool(tiny.any()):
+        nll[tiny] = -torch.log_softmax(logits[tiny], dim=1).gather(1, targets[tiny].unsqueeze(1)).squeeze(1)
+    return nll
+
+
 class _LinearCrossEntropy(torch.autograd.Function):
     """Per-row ``−log softmax(h Wᵀ + b)[y]`` (0 where ``y = −100``) with its softmax gradient
     formed in the forward pass.
 
     ``∂nll_r/∂logits_r = softmax_r − onehot(y_r)``: the forward computes the softmax ``P`` once,
-    reads ``nll = −log P[y]`` off it and turns it into that matrix in place, so no ``(N, V)``
-    log-probabilities, one-hot gradient or log-softmax backward pass are ever written (they
-    were 4 % of a training step). The backward scales rows
-    by the incoming gradient (zero for ignored rows) and runs the two GEMMs
-    ``∂h = (P − Y) W`` and ``∂W = (P − Y)ᵀ h``. Under autocast the GEMMs run in its dtype and
-    the log-softmax in fp32, as with ``F.linear`` + ``F.cross_entropy``."""
+    reads ``nll = −log P[y]`` off it (:func:`_nll_from_softmax`) and turns it into that matrix
+    in place, so no ``(N, V)`` log-probabilities, one-hot gradient or log-softmax backward pass
+    are ever written (they were 4 % of a training step). The backward scales rows by the
+    incoming gradient (zero for ignored rows) and runs the two GEMMs ``∂h = (P − Y) W`` and
+    ``∂W = (P − Y)ᵀ h``. Under autocast the GEMMs run in its dtype and the softmax in fp32, as
+    with ``F.linear`` + ``F.cross_entropy``."""
 
     @staticmethod
     def forward(ctx, hidden, weight, bias, targets):
@@ -175,11 +192,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         valid = targets != -100
         rows = torch.arange(targets.shape[0], device=targets.device)
         safe = targets.clamp(min=0)
-        p_target = grad_logits[rows, safe]
-        nll = -p_target.log()
-        tiny = p_target < _TINY_PROB
-        if bool(tiny.any()):            # log of an underflowing probability: log-softmax those rows
-            nll[tiny] = -torch.log_softmax(logits[tiny], dim=1).gather(1, safe[tiny].unsqueeze(1)).squeeze(1)
+        nll = _nll_from_softmax(logits, grad_logits, safe, host_sync=logits.device.type == "cpu")
         del logits
         nll.masked_fill_(~valid, 0.0)
         grad_logits[rows, safe] -= 1.0                                         # P − onehot(y)

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bnvae_core.model import Decoder, RandDropout, linear_cross_entropy
+from bnvae_core.model import Decoder, RandDropout, _nll_from_softmax, linear_cross_entropy
 from bnvae_core.objectives import clip_gradients_
 
 
@@ -50,6 +50,19 @@ def test_linear_cross_entropy_underflowing_probabilities_stay_exact():
     assert float(ref.detach().max()) > 100, "the test needs some targets with probability < e^-100"
     got = linear_cross_entropy(h, w, b, y)
     assert bool(torch.isfinite(got).all())
+    torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.parametrize("host_sync", [True, False])
+def test_both_nll_branches_agree_with_log_softmax(host_sync):
+    """The CPU branch (−log p, log-softmax fallback) and the GPU branch (log-softmax of every
+    row, no host sync) give the same NLL, including targets of probability < 1e-30."""
+    gen = torch.Generator().manual_seed(3)
+    logits = 30 * torch.randn(50, 40, generator=gen)
+    targets = torch.randint(0, 40, (50,), generator=gen)
+    ref = -torch.log_softmax(logits, 1).gather(1, targets.unsqueeze(1)).squeeze(1)
+    assert float(ref.max()) > 70
+    got = _nll_from_softmax(logits, torch.softmax(logits, 1), targets, host_sync=host_sync)
     torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-3)
 
 
