@@ -249,3 +249,18 @@ def test_bf16_flag_reaches_the_config():
     assert config_from_args(args).precision == "bf16"
     args = build_parser().parse_args(["train", "--out", "x"])
     assert config_from_args(args).precision == "fp32"
+
+
+@pytest.mark.parametrize("given, expected", [({}, "PASSIVE"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE"),
+                                             ({"GOMP_SPINCOUNT": "50000"}, None)])
+def test_openmp_wait_policy_default_and_overrides(given, expected):
+    """``import bnvae_core`` (before torch) asks for passive OpenMP waiting unless the user chose
+    a policy or a spin count (bench/README.md: threads)."""
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update(given)
+    code = "import os, bnvae_core; print(os.environ.get('OMP_WAIT_POLICY'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(expected)
