@@ -128,14 +128,11 @@ def clip_gradients_(parameters, max_norm: float) -> torch.Tensor:
     if math.isinf(max_norm):
         return norm
     factor = max_norm / (norm + 1e-6)
-    if grads[0].device.type == "cpu":
-        if bool(factor < 1):
-            for g in grads:
-                g.mul_(factor.to(g.dtype))
-    else:
-        factor = factor.clamp(max=1.0)
-        for g in grads:
-            g.mul_(factor.to(g.dtype))
+    if grads[0].device.type == "cpu" and not bool(factor < 1):
+        return norm
+    factor = factor.clamp(max=1.0)
+    for g in grads:
+        g.mul_(factor.to(g.dtype))
     return norm
 
 
