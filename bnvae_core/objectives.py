@@ -167,9 +167,16 @@ class Method:
     #: the training loop then takes the corpus (``load_corpus``) and the validation row
     #: (``validation_metrics``) from the method
     conditional = False
+    #: λ of the free-bits methods when ``config.target_kl`` is None (see :attr:`target_kl`)
+    default_target_kl: float | None = None
 
     def __init__(self, config):
         self.config = config
+
+    @property
+    def target_kl(self) -> float | None:
+        """λ (nats) of the free-bits methods: ``config.target_kl``, else the method's default."""
+        return self.config.target_kl if self.config.target_kl is not None else self.default_target_kl
 
     def build_model(self, vocab_size: int) -> torch.nn.Module:
         """The model this method trains (default: :class:`~bnvae_core.model.TextVAE`)."""
@@ -305,10 +312,6 @@ class FreeBits(Method):
     default_target_kl = 5.0
     settings = ("target_kl", "fb_scope", "warmup_epochs", "kl_start")
 
-    def __init__(self, config):
-        super().__init__(config)
-        self.target_kl = config.target_kl if config.target_kl is not None else self.default_target_kl
-
     def objective_kl(self, kl, mu, logvar, model):
         if getattr(self.config, "fb_scope", "sentence") == "batch":
             return kl.mean().clamp_min(self.target_kl)
@@ -434,7 +437,6 @@ class PretrainFB(Method):
 
     def __init__(self, config):
         super().__init__(config)
-        self.target_kl = config.target_kl if config.target_kl is not None else self.default_target_kl
         self.pretrained = False
         self._report: dict = {}
 
