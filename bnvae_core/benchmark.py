@@ -50,6 +50,7 @@ import numpy as np
 import torch
 
 from .config import ConfigError, TrainConfig
+from .precision import check_precision
 
 #: FLOPs of one multiply-add
 _MAC = 2
@@ -341,6 +342,7 @@ def run_benchmark(config: TrainConfig, *, steps: int = 300, warmup_steps: int = 
         raise ConfigError("bench: --steps, --warmup-steps, --iw-sentences must be >= 0 and --iw-samples >= 1")
     device = resolve_device(config.device)
     precision = getattr(config, "precision", "fp32")
+    check_precision(precision, device)
     with torch_threads(threads):
         corpus = corpus if corpus is not None else corpus_for(config)
         peak, peak_cpu = gemm_rates(device=device, seconds=gemm_seconds)

@@ -27,7 +27,6 @@ Shapes: ``tokens: (batch, seq)`` word ids without ``<s>``/``</s>``, padded with 
 """
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
@@ -36,6 +35,7 @@ from torch import nn
 
 from . import distributions as _dist
 from .config import TrainConfig
+from .precision import autocast_context  # noqa: F401  (re-exported: bf16 autocast, checked per device)
 
 
 class Encoder(nn.Module):
@@ -318,17 +318,6 @@ def _block_nll(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, target
     logits = torch.addmm(bias, h, weight.t(), out=logits_buf[:n])                          # (n, V)
     logp = torch.log_softmax(logits, 1, dtype=torch.float32, out=logp_buf[:n])           # fp32
     return -logp.gather(1, targets.unsqueeze(1)).squeeze(1)
-
-
-def autocast_context(config: TrainConfig, device: torch.device | str):
-    """``torch.autocast(device, bfloat16)`` when ``config.precision == 'bf16'``, else a no-op.
-
-    Under it, matrix multiplies and LSTMs run in bfloat16 (CPU: oneDNN, fast on cores with
-    AVX512-BF16 or AMX; CUDA: tensor cores); μ, log σ² and the logits are cast back to fp32,
-    so the KL, the BN head and the log-softmax stay in full precision."""
-    if getattr(config, "precision", "fp32") != "bf16":
-        return contextlib.nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
 def decoder_io(tokens: torch.Tensor, lengths: torch.Tensor, bos: int = 1, eos: int = 2):

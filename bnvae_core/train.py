@@ -34,6 +34,7 @@ from .data import Corpus, bucket_batches, load_corpus, make_batch
 from .metrics import active_units, elbo, mutual_information
 from .model import TextVAE, autocast_context
 from .objectives import TrainContext, make_method
+from .precision import check_precision
 
 
 class NonFiniteLossError(RuntimeError):
@@ -230,6 +231,7 @@ def _train(config: TrainConfig, out_dir: str | Path, guard: _InterruptGuard, *, 
     out = Path(out_dir)
     config.validate()
     device = resolve_device(config.device)
+    check_precision(config.precision, device)   # --bf16 where the device has no bf16 kernels: one clear error
     corpus = corpus if corpus is not None else corpus_for(config)
     ckpt_path = out / "checkpoint.pt"
 

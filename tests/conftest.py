@@ -8,7 +8,20 @@ import pytest
 os.environ.setdefault("BNVAE_CACHE", os.path.join(os.path.dirname(__file__), "..", ".cache", "test-runs"))
 
 from bnvae_core.config import TrainConfig  # noqa: E402
+from bnvae_core.precision import bf16_unavailable_reason  # noqa: E402
 from bnvae_core.train import train  # noqa: E402
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``bf16`` need bf16 LSTM kernels: skipped, with the reason, where the CPU has none
+    (no AVX-512, e.g. x86-64-v2/v3; or ``BNVAE_NO_BF16=1``; see bnvae_core.precision)."""
+    reason = bf16_unavailable_reason("cpu")
+    if reason is None:
+        return
+    skip = pytest.mark.skip(reason=f"needs bf16 kernels (CPU with AVX-512; AVX512-BF16/AMX natively): {reason}")
+    for item in items:
+        if "bf16" in item.keywords:
+            item.add_marker(skip)
 
 #: a model small enough to train in seconds on 2 CPU cores, on 1,500 WordNet glosses
 TINY = dict(data="wordnet", max_train=1500, max_eval=300, max_tokens=20, emb_dim=32, hidden_dim=64,

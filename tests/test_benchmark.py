@@ -173,17 +173,17 @@ def test_eval_nll_path_equals_cross_entropy_path(small_corpus, monkeypatch):
 
 # --- bf16 ------------------------------------------------------------------------------------------------
 
-def test_precision_is_validated_and_fp32_keeps_cache_names():
+def test_precision_is_validated_and_part_of_the_cache_name():
     with pytest.raises(ConfigError, match="precision"):
         TrainConfig(precision="fp16")
     d = TrainConfig().to_dict()
     d.pop("device")
     assert "precision" in d
     assert TrainConfig().hash() != TrainConfig(precision="bf16").hash()
-    # fp32 leaves the hash as it was before the field existed (cached runs keep their names)
     assert TrainConfig().hash() == TrainConfig().replace(precision="fp32").hash()
 
 
+@pytest.mark.bf16
 def test_bf16_evaluation_metrics_unchanged_within_noise(tiny_bnvae):
     """Same weights, fp32 vs bf16 autocast: ELBO terms and IW-NLL agree to well under the
     Monte-Carlo noise of IW-NLL (K = 50) and the differences between methods."""
@@ -203,6 +203,7 @@ def test_bf16_evaluation_metrics_unchanged_within_noise(tiny_bnvae):
     assert abs(nll16 - nll32) < 0.01 * nll32
 
 
+@pytest.mark.bf16
 def test_bf16_training_step_matches_fp32(small_corpus):
     """One training batch under bf16 autocast: loss within 1 %, gradient direction kept
     (cosine > 0.99), and the loss terms come back in fp32."""
@@ -230,6 +231,7 @@ def test_bf16_training_step_matches_fp32(small_corpus):
     assert cos > 0.99
 
 
+@pytest.mark.bf16
 def test_bf16_training_run_ends_within_seed_noise(tmp_path):
     """A short bf16 training run lands where fp32 runs land: its validation reconstruction is
     within the spread of two fp32 seeds (plus 3 %)."""
@@ -249,18 +251,3 @@ def test_bf16_flag_reaches_the_config():
     assert config_from_args(args).precision == "bf16"
     args = build_parser().parse_args(["train", "--out", "x"])
     assert config_from_args(args).precision == "fp32"
-
-
-@pytest.mark.parametrize("given, expected", [({}, "PASSIVE"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE"),
-                                             ({"GOMP_SPINCOUNT": "50000"}, None)])
-def test_openmp_wait_policy_default_and_overrides(given, expected):
-    """``import bnvae_core`` (before torch) asks for passive OpenMP waiting unless the user chose
-    a policy or a spin count (bench/README.md: threads)."""
-    import os
-    import subprocess
-    import sys
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-    env.update(given)
-    code = "import os, bnvae_core; print(os.environ.get('OMP_WAIT_POLICY'))"
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == str(expected)
