@@ -257,10 +257,23 @@ def _register_module_commands() -> None:
         COMMANDS.setdefault(name, module.CLI_COMMAND)
 
 
+def version_line() -> str:
+    """``bnvae_core 0.2.0 (torch 2.13.0+cpu; OpenMP wait policy PASSIVE)``: what ``--version`` prints."""
+    import os
+
+    import torch
+
+    from . import __version__
+    policy = os.environ.get("OMP_WAIT_POLICY") or ("spin count " + os.environ["GOMP_SPINCOUNT"]
+                                                  if "GOMP_SPINCOUNT" in os.environ else "OpenMP default")
+    return f"bnvae_core {__version__} (torch {torch.__version__}; OpenMP wait policy {policy})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     _register_module_commands()
     parser = argparse.ArgumentParser(prog="python -m bnvae_core",
                                      description="Posterior collapse and BN-VAE (Zhu et al. 2020).")
+    parser.add_argument("--version", action="version", version=version_line())
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (add_args, _, help_text) in COMMANDS.items():
         add_args(sub.add_parser(name, help=help_text, description=help_text))
