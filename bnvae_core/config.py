@@ -18,6 +18,13 @@ from pathlib import Path
 
 MODELS = ("vae", "bnvae")  # extended by objectives.register_method
 
+#: Version of the training math: bump it whenever a change to the model, the objectives, the
+#: training loop or the data pipeline changes what a config trains into. It is part of
+#: :meth:`TrainConfig.hash`, the name of a cached run, so a notebook never loads a model that
+#: older code trained. ``tests/test_portability.py`` trains two tiny models and compares them
+#: with ``tests/golden_training.json``: when the numbers move, bump this and re-record.
+TRAINING_MATH_VERSION = 2
+
 
 @dataclass
 class TrainConfig:
@@ -178,14 +185,15 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def hash(self) -> str:
-        """Short hash of everything that changes the trained model (``device`` excluded; the
-        method settings added after the first cached runs only when they differ from their
-        defaults, so those cache entries keep their names — never change those defaults)."""
+        """Short hash of everything that changes the trained model: the fields (``device``
+        excluded; the method settings only when they differ from their defaults) and
+        :data:`TRAINING_MATH_VERSION`."""
         d = self.to_dict()
         d.pop("device")
         for name, default in _HASH_OMIT_IF_DEFAULT.items():
             if d.get(name) == default:
                 d.pop(name)
+        d["training_math_version"] = TRAINING_MATH_VERSION
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
