@@ -8,6 +8,12 @@ JSON and written to ``FIGURES_DIR/notebook_times.csv``.
 
 Trained models come from the config-hashed cache (:func:`bnvae_core.train.cached_run`), so the
 notebooks share them and a second run takes a fraction of the first.
+
+Where things are: in a source checkout, ``notebooks/``, ``figures/`` and ``.cache/`` of the
+checkout; from an installed wheel, the notebooks shipped inside the package
+(``bnvae_core/notebooks``), the figures written to ``./figures`` (smoke: ``./figures-smoke``)
+of the current folder, executed copies under the user cache (``~/.cache/bnvae``). Each can be
+given with ``--notebooks-dir``, ``--figures-dir``, ``--executed-dir``.
 """
 from __future__ import annotations
 
@@ -23,9 +29,36 @@ from .config import smoke_requested
 REPO = Path(__file__).resolve().parent.parent
 
 
-def notebook_paths(notebooks_dir: str | Path = REPO / "notebooks") -> list[Path]:
+def source_checkout() -> Path | None:
+    """The repository root when bnvae_core runs from a source checkout (editable install), else None."""
+    return REPO if (REPO / "pyproject.toml").is_file() and (REPO / "notebooks").is_dir() else None
+
+
+def default_notebooks_dir() -> Path:
+    """``notebooks/`` of the checkout, else the notebooks shipped in the installed package."""
+    if source_checkout() is not None:
+        return REPO / "notebooks"
+    return Path(__file__).resolve().parent / "notebooks"
+
+
+def default_output_dirs(smoke: bool) -> tuple[Path, Path]:
+    """(figures dir, executed-notebooks dir) when none is given (see the module docstring)."""
+    root = source_checkout()
+    if root is not None:
+        return root / (".cache/figures-smoke" if smoke else "figures"), root / ".cache" / "executed-notebooks"
+    import os
+    user_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "bnvae"
+    return Path.cwd() / ("figures-smoke" if smoke else "figures"), user_cache / "executed-notebooks"
+
+
+def notebook_paths(notebooks_dir: str | Path | None = None) -> list[Path]:
     """Every notebook of the suite, in name order (``00_index`` first)."""
-    return sorted(Path(notebooks_dir).glob("[0-9]*.ipynb"))
+    folder = Path(notebooks_dir) if notebooks_dir is not None else default_notebooks_dir()
+    paths = sorted(folder.glob("[0-9]*.ipynb"))
+    if notebooks_dir is not None and not paths:
+        from .config import ConfigError
+        raise ConfigError(f"{folder}: no notebooks (NN_name.ipynb) found")
+    return paths
 
 
 def run_notebook(path: str | Path, *, smoke: bool, figures_dir: str | Path, executed: str | Path,
@@ -45,9 +78,10 @@ def run_notebook(path: str | Path, *, smoke: bool, figures_dir: str | Path, exec
     return time.perf_counter() - t0
 
 
-def run_all(notebooks_dir: str | Path = REPO / "notebooks", *, smoke: bool, figures_dir: str | Path,
+def run_all(notebooks_dir: str | Path | None = None, *, smoke: bool, figures_dir: str | Path,
             executed_dir: str | Path, only: list[str] | None = None) -> pd.DataFrame:
     rows = []
+    Path(figures_dir).mkdir(parents=True, exist_ok=True)
     for path in notebook_paths(notebooks_dir):
         if only and not any(key in path.name for key in only):
             continue
@@ -60,15 +94,22 @@ def run_all(notebooks_dir: str | Path = REPO / "notebooks", *, smoke: bool, figu
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smoke", action="store_true", help="smoke size (default when CI is set)")
-    p.add_argument("--figures-dir", default=None, help="default: figures/ (full), .cache/figures-smoke (smoke)")
-    p.add_argument("--executed-dir", default=str(REPO / ".cache" / "executed-notebooks"))
+    p.add_argument("--notebooks-dir", default=None,
+                   help="default: notebooks/ of the checkout, else the notebooks shipped in the package")
+    p.add_argument("--figures-dir", default=None,
+                   help="default: figures/ of the checkout (smoke: .cache/figures-smoke), else ./figures (./figures-smoke)")
+    p.add_argument("--executed-dir", default=None,
+                   help="executed copies; default: .cache/executed-notebooks of the checkout, else ~/.cache/bnvae")
     p.add_argument("--only", nargs="*", help="substrings of the notebook names to run")
 
 
 def run(args: argparse.Namespace) -> int:
     smoke = args.smoke or smoke_requested()
-    figures_dir = Path(args.figures_dir or (REPO / (".cache/figures-smoke" if smoke else "figures")))
-    table = run_all(smoke=smoke, figures_dir=figures_dir, executed_dir=args.executed_dir, only=args.only)
+    default_figures, default_executed = default_output_dirs(smoke)
+    figures_dir = Path(args.figures_dir) if args.figures_dir else default_figures
+    executed_dir = Path(args.executed_dir) if args.executed_dir else default_executed
+    table = run_all(args.notebooks_dir, smoke=smoke, figures_dir=figures_dir, executed_dir=executed_dir,
+                    only=args.only)
     times = figures_dir / "notebook_times.csv"
     if args.only and times.exists():   # keep the rows of the notebooks not run this time
         old = pd.read_csv(times)
