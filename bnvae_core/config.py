@@ -73,6 +73,7 @@ class TrainConfig:
     max_lr_decays: int = 5        #: stop after this many decays
     init_range: float = 0.01      #: uniform init of weights (embeddings: init_emb_range)
     init_emb_range: float = 0.1
+    init_scheme: str = "he"       #: 'he': all weights ±init_range (He et al. 2019); 'bnvae': encoder at PyTorch's default init (BN-VAE's code)
     # --- run ------------------------------------------------------------------------------
     seed: int = 0
     device: str = "auto"          #: 'auto' (CUDA when available), 'cpu', 'cuda'
@@ -130,6 +131,8 @@ class TrainConfig:
             problems.append(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
         if self.on_nonfinite not in ("stop", "skip"):
             problems.append(f"on_nonfinite must be 'stop' or 'skip', got {self.on_nonfinite!r}")
+        if self.init_scheme not in ("he", "bnvae"):
+            problems.append(f"init_scheme must be 'he' or 'bnvae', got {self.init_scheme!r}")
         if self.precision not in ("fp32", "bf16"):
             problems.append(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.lr <= 0:
@@ -205,7 +208,7 @@ class ConfigError(ValueError):
 _HASH_OMIT_IF_DEFAULT = dict(beta=0.5, cycles=4, cycle_ratio=0.5, cycle_shape="linear", target_kl=None,
                              fb_scope="sentence", delta=0.15, kappa=13.0, aggressive_check_every=15,
                              aggressive_max_steps=100, pretrain_epochs=4, duvae_dropout=0.5,
-                             bow_loss=False, max_context=10, precision="fp32")
+                             bow_loss=False, max_context=10, precision="fp32", init_scheme="he")
 
 
 def _method_setting_problems(c: TrainConfig) -> list[str]:

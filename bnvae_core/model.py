@@ -427,10 +427,22 @@ class VMFPosterior:
 DUVAE_VAR_FLOOR = 1.0 / (2.0 * math.pi * math.e)
 
 
-def init_uniform_(module: nn.Module, config: TrainConfig, bn_prefix: str, prefix: str = "") -> None:
-    """The reference code's initialisation, in place: uniform ±``config.init_range`` for weights,
+def init_uniform_(module: nn.Module, config: TrainConfig, bn_prefix: str, prefix: str = "",
+                  keep_default: str | None = None) -> None:
+    """The reference codes' initialisation, in place: uniform ±``config.init_range`` for weights,
     ±``config.init_emb_range`` for embeddings, and the BN shift β (parameters under ``bn_prefix``)
-    set to 0; the fixed γ and frozen parameters are left alone. Only names starting with ``prefix``."""
+    set to 0; the fixed γ and frozen parameters are left alone. Only names starting with ``prefix``;
+    names starting with ``keep_default`` keep the default initialisation they were built with.
+
+    Two schemes (``config.init_scheme``, applied by :meth:`TextVAE.reset_parameters`):
+
+    * ``'he'`` — He et al. 2019 (jxhe/vae-lagging-encoder ``modules/encoders/enc_lstm.py`` and
+      ``dec_lstm.py``, ``reset_parameters``): every parameter U(±0.01), embeddings U(±0.1).
+    * ``'bnvae'`` — the BN-VAE code (valdersoul/bn-vae ``modules/encoders/enc_lstm.py``,
+      ``GaussianLSTMEncoder.reset_parameters``), where that loop is commented out for the encoder:
+      the encoder keeps PyTorch's defaults (LSTM U(±1/√H), Linear Kaiming-uniform, embedding
+      N(0, 1)); the decoder is initialised as He et al.'s. With ±0.01 the pre-BN variance of μ
+      starts near 1e-8 ≪ ε, so BN shrinks μ̂ (the factor s²/(s²+ε)) until the encoder grows."""
     r, r_emb = config.init_range, config.init_emb_range
     for name, p in module.named_parameters():
         if not p.requires_grad or not name.startswith(prefix):
@@ -438,6 +450,8 @@ def init_uniform_(module: nn.Module, config: TrainConfig, bn_prefix: str, prefix
         if name.startswith(bn_prefix):
             if name.endswith("bias"):
                 nn.init.zeros_(p)
+        elif keep_default is not None and name.startswith(keep_default):
+            continue
         elif "embed" in name:
             nn.init.uniform_(p, -r_emb, r_emb)
         else:
@@ -471,11 +485,13 @@ class TextVAE(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self, prefix: str = "") -> None:
-        """Uniform ±init_range for weights, ±init_emb_range for embeddings (paper's reference).
+        """Uniform ±init_range for weights, ±init_emb_range for embeddings, per ``config.init_scheme``
+        (:func:`init_uniform_`: ``'he'`` everything, ``'bnvae'`` all but the encoder).
 
         ``prefix``: only parameters whose name starts with it, e.g. ``"decoder."`` to reset the
         decoder after pre-training the encoder (Li et al. 2019)."""
-        init_uniform_(self, self.config, bn_prefix="bn_head", prefix=prefix)
+        keep = "encoder." if getattr(self.config, "init_scheme", "he") == "bnvae" else None
+        init_uniform_(self, self.config, bn_prefix="bn_head", prefix=prefix, keep_default=keep)
 
     # --- inference network -------------------------------------------------------------------
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

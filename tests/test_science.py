@@ -10,7 +10,7 @@ from bnvae_core.data import load_corpus, make_batch
 from bnvae_core.metrics import active_units, elbo, iw_nll, mutual_information, perplexity
 from bnvae_core.model import BNHead, TextVAE, gaussian_kl
 from bnvae_core.objectives import make_method
-from bnvae_core.train import bucket_batches
+from bnvae_core.train import bucket_batches, train
 from conftest import TINY
 
 
@@ -129,3 +129,19 @@ def test_decoder_uses_z_at_every_step_and_in_its_initial_state():
     assert not torch.allclose(a, b)
     many = model.reconstruction_nll(tokens, lengths, torch.stack([z1, z2], 1))   # (B, k, nz) path
     assert torch.allclose(many, torch.stack([a, b], 1), atol=1e-5)
+
+
+@pytest.mark.parametrize("scheme", ["bnvae", "he"])
+def test_first_epoch_batch_kl_with_each_init_scheme(scheme, tmp_path):
+    """BN-VAE's own init (encoder at PyTorch's defaults): every training batch of the first epoch
+    already has KL ≥ 0.9·nγ²/2. He et al.'s ±0.01 encoder: pre-BN variances ≈ 1e-8 ≪ ε, so BN
+    shrinks μ̂ by s²/(s²+ε) and the first batches' KL is far below the nominal bound (but still
+    on the exact floor ½Σ(γ²s²/(s²+ε) + β²))."""
+    run = train(TrainConfig(model="bnvae", gamma=0.6, init_scheme=scheme, **{**TINY, "epochs": 1}),
+                tmp_path / "run", progress=False)
+    first = run.history_rows[0]
+    assert first["kl_minus_batch_bound_min"] >= -1e-3
+    if scheme == "bnvae":
+        assert first["kl_batch_min"] >= 0.9 * 5.76
+    else:
+        assert first["kl_batch_min"] < 0.5 * 5.76
