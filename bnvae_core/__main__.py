@@ -4,7 +4,7 @@ from .threads import prefer_passive_wait
 
 def main() -> int:
     prefer_passive_wait()          # before torch is imported (bnvae_core.threads)
-    from .cli import main as cli_main
+    from .cli.main import main as cli_main
     return cli_main()
 
 

@@ -1,9 +1,21 @@
-"""The run configuration: one dataclass with defaults, round-tripped through JSON.
+"""The run configuration: one flat dataclass whose fields declare everything about themselves.
+
+Each field of :class:`TrainConfig` is declared once, with :func:`setting`: its default, a help
+text, its group, its allowed range or choices, and which methods use it. From that one
+declaration come
+
+* the command-line flags of ``train`` and every command that builds a config
+  (:mod:`bnvae_core.cli.args`: ``--gamma``, ``--max-train``, … with help and defaults),
+* the checks of :meth:`TrainConfig.validate` (types, finite numbers, ranges, choices), and
+* the cache name :meth:`TrainConfig.hash`.
+
+Checks that depend on the method (γ > 0 for BN methods, ``nz ≥ 2`` for vMF, …) belong to the
+method (:meth:`bnvae_core.methods.base.Method.check`), which sits above this module.
 
 Defaults are the *teaching size* (built-in corpus, 2 CPU cores, minutes); the paper's
-optimisation settings (SGD lr 1.0, clip 5, batch 32, dropout 0.5 in/out, 10 warm-up epochs,
-lr halved after 5 epochs without improvement at most 5 times) are the defaults too.
-Presets with the paper's per-dataset sizes live in :mod:`bnvae_core.hub`.
+optimisation settings (SGD lr 1.0, clip 5, batch 32, dropout 0.5 in/out, KL warm-up, lr halved
+after 5 epochs without improvement at most 5 times) are the defaults too. Presets with the
+paper's per-dataset sizes live in :mod:`bnvae_core.data.hub`.
 """
 from __future__ import annotations
 
@@ -16,7 +28,8 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-MODELS = ("vae", "bnvae")  # extended by objectives.register_method
+from .errors import ConfigError
+from .io import atomic_write_text
 
 #: Version of the training math: bump it whenever a change to the model, the objectives, the
 #: training loop or the data pipeline changes what a config trains into. It is part of
@@ -25,60 +38,109 @@ MODELS = ("vae", "bnvae")  # extended by objectives.register_method
 #: with ``tests/golden_training.json``: when the numbers move, bump this and re-record.
 TRAINING_MATH_VERSION = 2
 
+GROUPS = ("method", "method settings", "data", "sizes", "optimisation", "run")
+
+
+def setting(default, help: str, group: str, *, methods: tuple[str, ...] = (), choices: tuple = (),
+            minimum: float | None = None, maximum: float | None = None, above: float | None = None,
+            below: float | None = None, zero_is_none: bool = False, hash_if_default: bool = True):
+    """A :class:`TrainConfig` field with what the CLI, the checks and the hash need to know.
+
+    ``methods``: the methods that read it (shown in its help; empty: all). ``minimum``/``maximum``
+    are inclusive bounds, ``above``/``below`` exclusive ones. ``zero_is_none``: on the command line
+    ``0`` means None ("no limit"). ``hash_if_default=False``: the field enters the cache name only
+    when it differs from its default (settings added after the first cached runs; see :meth:`TrainConfig.hash`)."""
+    if group not in GROUPS:
+        raise ValueError(f"unknown group {group!r}")
+    return dataclasses.field(default=default, metadata=dict(
+        help=help, group=group, methods=tuple(methods), choices=tuple(choices), minimum=minimum,
+        maximum=maximum, above=above, below=below, zero_is_none=zero_is_none, hash_if_default=hash_if_default))
+
+
+_BN = ("bnvae", "duvae", "bn-cvae")
+_CVAE = ("cvae", "bn-cvae")
+
 
 @dataclass
 class TrainConfig:
-    # --- method -------------------------------------------------------------------------
-    model: str = "bnvae"          #: name of the method (see objectives.METHODS)
-    gamma: float = 0.6            #: BN-VAE: fixed BN scale γ of μ (bound n·γ²/2 nats)
-    # --- method settings: each used only by its method (see objectives.py) ------------------
-    beta: float = 0.5             #: beta: KL weight β (multiplies the warm-up weight)
-    cycles: int = 4               #: cyclical: number of cycles M over the run (Fu et al. 2019)
-    cycle_ratio: float = 0.5      #: cyclical: fraction R of each cycle with a rising weight
-    cycle_shape: str = "linear"   #: cyclical: 'linear', 'sigmoid' or 'cosine'
-    target_kl: float | None = None  #: fb, pretrain-fb: λ nats per sentence; fb-dim: per dimension (None: 5, 8, 0.25)
-    fb_scope: str = "sentence"    #: fb: max(KL_i, λ) per 'sentence', or max(mean_i KL_i, λ) per 'batch'
-    delta: float = 0.15           #: delta: committed rate δ, KL ≥ δ nats per dimension
-    kappa: float = 13.0           #: vmf: fixed concentration κ of the vMF posterior
-    aggressive_check_every: int = 15  #: aggressive: inner-loop loss window (encoder updates)
-    aggressive_max_steps: int = 100   #: aggressive: at most this many encoder updates per batch
-    pretrain_epochs: int = 4      #: pretrain-fb: autoencoder epochs before the decoder reset
-    duvae_dropout: float = 0.5    #: duvae: dropout probability on the posterior variance σ²
-    bow_loss: bool = False        #: cvae, bn-cvae: add the bag-of-words loss (Zhao et al. 2017)
-    max_context: int = 10         #: cvae, bn-cvae: keep the last this-many context utterances
+    # --- method ---------------------------------------------------------------------------
+    model: str = setting("bnvae", "the method", "method")
+    gamma: float = setting(0.6, "fixed BN scale γ of μ: E[KL] ≥ n·γ²/2 nats on every training batch",
+                           "method", methods=_BN, minimum=0)
+    # --- method settings: each read only by its methods ---------------------------------------
+    beta: float = setting(0.5, "KL weight β (times the warm-up weight)", "method settings",
+                          methods=("beta",), minimum=0, hash_if_default=False)
+    cycles: int = setting(4, "number of cycles M over the run (Fu et al. 2019)", "method settings",
+                          methods=("cyclical",), minimum=1, hash_if_default=False)
+    cycle_ratio: float = setting(0.5, "fraction R of each cycle with a rising weight", "method settings",
+                                 methods=("cyclical",), above=0, maximum=1, hash_if_default=False)
+    cycle_shape: str = setting("linear", "shape of the rise", "method settings", methods=("cyclical",),
+                               choices=("linear", "sigmoid", "cosine"), hash_if_default=False)
+    target_kl: float | None = setting(None, "free nats λ per sentence (fb: 5, pretrain-fb: 8) or per "
+                                            "dimension (fb-dim: 0.25); None: the method's default",
+                                      "method settings", methods=("fb", "fb-dim", "pretrain-fb"),
+                                      minimum=0, hash_if_default=False)
+    fb_scope: str = setting("sentence", "max(KL_i, λ) per 'sentence', or max(mean_i KL_i, λ) per 'batch'",
+                            "method settings", methods=("fb",), choices=("sentence", "batch"),
+                            hash_if_default=False)
+    delta: float = setting(0.15, "committed rate δ: KL ≥ δ nats per dimension", "method settings",
+                           methods=("delta",), above=0, hash_if_default=False)
+    kappa: float = setting(13.0, "fixed concentration κ of the vMF posterior", "method settings",
+                           methods=("vmf",), above=0, hash_if_default=False)
+    aggressive_check_every: int = setting(15, "inner-loop loss window (encoder updates)", "method settings",
+                                          methods=("aggressive",), minimum=1, hash_if_default=False)
+    aggressive_max_steps: int = setting(100, "at most this many encoder updates per batch", "method settings",
+                                        methods=("aggressive",), minimum=1, hash_if_default=False)
+    pretrain_epochs: int = setting(4, "autoencoder epochs before the decoder reset", "method settings",
+                                   methods=("pretrain-fb",), minimum=0, hash_if_default=False)
+    duvae_dropout: float = setting(0.5, "dropout probability on the posterior variance σ²", "method settings",
+                                   methods=("duvae",), minimum=0, below=1, hash_if_default=False)
+    bow_loss: bool = setting(False, "add the bag-of-words loss (Zhao et al. 2017)", "method settings",
+                             methods=_CVAE, hash_if_default=False)
+    max_context: int = setting(10, "keep the last this-many context utterances", "method settings",
+                               methods=_CVAE, minimum=1, hash_if_default=False)
     # --- data -----------------------------------------------------------------------------
-    data: str = "wordnet"         #: 'wordnet' or a corpus directory
-    max_tokens: int | None = 30   #: drop longer sentences
-    max_train: int | None = 8000  #: seeded subset of train (None: all)
-    max_eval: int | None = 1000   #: seeded subset of valid/test (None: all)
-    min_freq: int = 2
-    max_vocab: int | None = 6000
+    data: str = setting("wordnet", "'wordnet' (built in), a dataset name of the hub, or a corpus directory", "data")
+    max_tokens: int | None = setting(30, "drop longer sentences (0: keep all)", "data", minimum=1, zero_is_none=True)
+    max_train: int | None = setting(8000, "seeded subset of the training sentences (0: all)", "data",
+                                    minimum=1, zero_is_none=True)
+    max_eval: int | None = setting(1000, "seeded subset of valid/test (0: all)", "data", minimum=1, zero_is_none=True)
+    min_freq: int = setting(2, "keep words seen at least this often in train", "data", minimum=0)
+    max_vocab: int | None = setting(6000, "at most this many words, specials included (0: no cap)", "data",
+                                    minimum=1, zero_is_none=True)
     # --- sizes ----------------------------------------------------------------------------
-    emb_dim: int = 128
-    hidden_dim: int = 256
-    nz: int = 32
-    dropout_in: float = 0.5
-    dropout_out: float = 0.5
+    emb_dim: int = setting(128, "word embedding size (encoder and decoder)", "sizes", minimum=1)
+    hidden_dim: int = setting(256, "LSTM hidden size (encoder and decoder)", "sizes", minimum=1)
+    nz: int = setting(32, "latent dimensions n", "sizes", minimum=1)
+    dropout_in: float = setting(0.5, "dropout on the decoder's input embeddings", "sizes", minimum=0, below=1)
+    dropout_out: float = setting(0.5, "dropout on the decoder's LSTM outputs", "sizes", minimum=0, below=1)
     # --- optimisation (paper's reference settings) -----------------------------------------
-    epochs: int = 12
-    warmup_epochs: int = 10       #: linear KL weight kl_start → 1 over this many epochs (0: none)
-    kl_start: float = 0.0
-    batch_size: int = 32
-    optimizer: str = "sgd"        #: 'sgd' (paper) or 'adam'
-    lr: float = 1.0
-    momentum: float = 0.0
-    clip_grad: float = 5.0
-    lr_patience: int = 5          #: epochs without valid improvement before halving lr
-    lr_decay: float = 0.5
-    max_lr_decays: int = 5        #: stop after this many decays
-    init_range: float = 0.01      #: uniform init of weights (embeddings: init_emb_range)
-    init_emb_range: float = 0.1
-    init_scheme: str = "he"       #: 'he': all weights ±init_range (He et al. 2019); 'bnvae': encoder at PyTorch's default init (BN-VAE's code)
+    epochs: int = setting(12, "training epochs", "optimisation", minimum=1)
+    warmup_epochs: int = setting(10, "KL weight linear from kl_start to 1 over this many epochs (0: none)",
+                                 "optimisation", minimum=0)
+    kl_start: float = setting(0.0, "KL weight at the first step of the warm-up", "optimisation", minimum=0, maximum=1)
+    batch_size: int = setting(32, "sentences per training batch", "optimisation", minimum=1)
+    optimizer: str = setting("sgd", "'sgd' (the paper's) or 'adam'", "optimisation", choices=("sgd", "adam"))
+    lr: float = setting(1.0, "learning rate", "optimisation", above=0)
+    momentum: float = setting(0.0, "SGD momentum", "optimisation", minimum=0)
+    clip_grad: float = setting(5.0, "clip the gradient norm at this (≤ 0: no clipping)", "optimisation")
+    lr_patience: int = setting(5, "epochs without a better validation loss before the lr decays",
+                               "optimisation", minimum=0)
+    lr_decay: float = setting(0.5, "factor of each lr decay", "optimisation", above=0)
+    max_lr_decays: int = setting(5, "stop training after this many decays", "optimisation", minimum=0)
+    init_range: float = setting(0.01, "uniform init ±this of the weights", "optimisation", minimum=0)
+    init_emb_range: float = setting(0.1, "uniform init ±this of the embeddings", "optimisation", minimum=0)
+    init_scheme: str = setting("he", "'he': every weight ±init_range (He et al. 2019); 'bnvae': the encoder "
+                                     "at PyTorch's default init (BN-VAE's code)", "optimisation",
+                               choices=("he", "bnvae"), hash_if_default=False)
     # --- run ------------------------------------------------------------------------------
-    seed: int = 0
-    device: str = "auto"          #: 'auto' (CUDA when available), 'cpu', 'cuda'
-    on_nonfinite: str = "stop"    #: 'stop' or 'skip' a batch whose loss is NaN/Inf
-    precision: str = "fp32"       #: 'fp32', or 'bf16': autocast matmuls/LSTMs to bfloat16 (CPU and CUDA; losses stay fp32)
+    seed: int = setting(0, "seed of the weights, the data order and every sample", "run", minimum=0)
+    device: str = setting("auto", "'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'", "run")
+    on_nonfinite: str = setting("stop", "'stop' or 'skip' a batch whose loss or gradient is NaN/Inf", "run",
+                                choices=("stop", "skip"))
+    precision: str = setting("fp32", "'fp32', or 'bf16': matrix multiplies and LSTMs in bfloat16 (losses "
+                                     "stay fp32) where the device has bf16 kernels", "run",
+                             choices=("fp32", "bf16"), hash_if_default=False)
 
     def __post_init__(self):
         if isinstance(self.data, os.PathLike):
@@ -90,54 +152,13 @@ class TrainConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Clear errors for impossible settings, before any work starts.
-
-        γ = 0 is an error for BN methods (BN-VAE with γ = 0 pins every μ to β: no information
-        in μ); for ``vae`` γ is unused. Batch size 1 is an error for BN methods (no batch
-        statistics) and allowed for the plain VAE."""
-        from .model import uses_bn         # late imports: both import config
-        from .objectives import METHODS
+        """:class:`ConfigError` listing every field whose value has the wrong type, is not a finite
+        number, or is outside its declared range or choices (see :func:`setting`)."""
         problems = _type_problems(self)
         if problems:                       # comparisons below would fail with a TypeError
             raise ConfigError("; ".join(problems))
-        if self.model not in METHODS:
-            problems.append(f"unknown model {self.model!r} (choose from: {', '.join(METHODS)})")
-        for name in ("gamma", "lr", "kl_start", "momentum", "clip_grad", "lr_decay", "dropout_in",
-                     "dropout_out", "init_range", "init_emb_range"):
-            if not math.isfinite(getattr(self, name)):
-                problems.append(f"{name} must be a finite number, got {getattr(self, name)}")
-        if self.gamma < 0:
-            problems.append(f"gamma must be >= 0, got {self.gamma}")
-        if uses_bn(self) and self.gamma == 0:
-            problems.append(f"gamma = 0 for {self.model} pins every μ to β (no information in μ); "
-                            "use --model vae for a plain VAE or a gamma > 0")
-        for name in ("max_tokens", "max_train", "max_eval", "max_vocab"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                problems.append(f"{name} must be >= 1 (or None: no limit), got {getattr(self, name)}")
-        for name in ("dropout_in", "dropout_out"):
-            if not 0 <= getattr(self, name) < 1:
-                problems.append(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if not 0 <= self.kl_start <= 1:
-            problems.append(f"kl_start must be in [0, 1], got {self.kl_start}")
-        for name in ("warmup_epochs", "seed", "min_freq", "lr_patience", "max_lr_decays"):
-            if getattr(self, name) < 0:
-                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
-        for name in ("nz", "emb_dim", "hidden_dim", "batch_size", "epochs"):
-            if getattr(self, name) < 1 and not (name == "epochs" and self.epochs == 0):
-                problems.append(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.batch_size == 1 and uses_bn(self):
-            problems.append("batch_size 1 cannot be batch-normalized during training; use >= 2")
-        if self.optimizer not in ("sgd", "adam"):
-            problems.append(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        if self.on_nonfinite not in ("stop", "skip"):
-            problems.append(f"on_nonfinite must be 'stop' or 'skip', got {self.on_nonfinite!r}")
-        if self.init_scheme not in ("he", "bnvae"):
-            problems.append(f"init_scheme must be 'he' or 'bnvae', got {self.init_scheme!r}")
-        if self.precision not in ("fp32", "bf16"):
-            problems.append(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
-        if self.lr <= 0:
-            problems.append(f"lr must be > 0, got {self.lr}")
-        problems += _method_setting_problems(self)
+        for f in fields(self):
+            problems += _range_problems(f, getattr(self, f.name))
         if problems:
             raise ConfigError("; ".join(problems))
 
@@ -162,21 +183,15 @@ class TrainConfig:
 
     def save(self, path: str | Path) -> None:
         """Write JSON atomically (temporary file, then rename): never half a config.json."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(self.to_json() + "\n", encoding="utf-8")
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_write_text(Path(path), self.to_json() + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> "TrainConfig":
         """Read a config.json; anything unreadable or invalid is a :class:`ConfigError` naming ``path``."""
         try:
             d = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ConfigError(f"{path}: cannot read config ({err})") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
+            raise ConfigError(f"{path}: cannot read config ({type(err).__name__}: {err})") from None
         if not isinstance(d, dict):
             raise ConfigError(f"{path}: expected a JSON object, got {type(d).__name__}")
         try:
@@ -188,65 +203,21 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def hash(self) -> str:
-        """Short hash of everything that changes the trained model: the fields (``device``
-        excluded; the method settings only when they differ from their defaults) and
-        :data:`TRAINING_MATH_VERSION`."""
+        """Short hash of everything that changes the trained model: every field but ``device``
+        (fields declared ``hash_if_default=False`` only when they differ from their default, so
+        adding such a field keeps the names of older entries) and :data:`TRAINING_MATH_VERSION`."""
         d = self.to_dict()
         d.pop("device")
-        for name, default in _HASH_OMIT_IF_DEFAULT.items():
-            if d.get(name) == default:
-                d.pop(name)
+        for f in fields(self):
+            if not f.metadata["hash_if_default"] and d[f.name] == f.default:
+                d.pop(f.name)
         d["training_math_version"] = TRAINING_MATH_VERSION
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-class ConfigError(ValueError):
-    """An impossible or unknown setting."""
-
-
-#: method settings (and ``precision``) left out of :meth:`TrainConfig.hash` while at these (their default) values
-_HASH_OMIT_IF_DEFAULT = dict(beta=0.5, cycles=4, cycle_ratio=0.5, cycle_shape="linear", target_kl=None,
-                             fb_scope="sentence", delta=0.15, kappa=13.0, aggressive_check_every=15,
-                             aggressive_max_steps=100, pretrain_epochs=4, duvae_dropout=0.5,
-                             bow_loss=False, max_context=10, precision="fp32", init_scheme="he")
-
-
-def _method_setting_problems(c: TrainConfig) -> list[str]:
-    """Range checks of the per-method settings (checked whatever the method, so a config is
-    valid or not independently of which method it is later replaced with)."""
-    from .schedules import CYCLE_SHAPES
-    problems = []
-    for name in ("beta", "cycle_ratio", "delta", "kappa", "duvae_dropout"):
-        if not math.isfinite(getattr(c, name)):
-            problems.append(f"{name} must be a finite number, got {getattr(c, name)}")
-    if c.target_kl is not None and not (math.isfinite(c.target_kl) and c.target_kl >= 0):
-        problems.append(f"target_kl must be a finite number >= 0 (or None: the method's default), got {c.target_kl}")
-    if c.beta < 0:
-        problems.append(f"beta must be >= 0, got {c.beta}")
-    if c.cycles < 1:
-        problems.append(f"cycles must be >= 1, got {c.cycles}")
-    if not 0 < c.cycle_ratio <= 1:
-        problems.append(f"cycle_ratio must be in (0, 1], got {c.cycle_ratio}")
-    if c.cycle_shape not in CYCLE_SHAPES:
-        problems.append(f"cycle_shape must be one of {', '.join(CYCLE_SHAPES)}, got {c.cycle_shape!r}")
-    if c.fb_scope not in ("sentence", "batch"):
-        problems.append(f"fb_scope must be 'sentence' or 'batch', got {c.fb_scope!r}")
-    if c.delta <= 0:
-        problems.append(f"delta must be > 0, got {c.delta}")
-    if c.kappa <= 0:
-        problems.append(f"kappa must be > 0, got {c.kappa}")
-    if c.model == "vmf" and c.nz < 2:
-        problems.append(f"vmf needs nz >= 2 (a sphere S^(nz-1)), got {c.nz}")
-    for name in ("aggressive_check_every", "aggressive_max_steps"):
-        if getattr(c, name) < 1:
-            problems.append(f"{name} must be >= 1, got {getattr(c, name)}")
-    if c.pretrain_epochs < 0:
-        problems.append(f"pretrain_epochs must be >= 0, got {c.pretrain_epochs}")
-    if not 0 <= c.duvae_dropout < 1:
-        problems.append(f"duvae_dropout must be in [0, 1), got {c.duvae_dropout}")
-    if c.max_context < 1:
-        problems.append(f"max_context must be >= 1, got {c.max_context}")
-    return problems
+def settings_of(method: str) -> tuple[str, ...]:
+    """The config fields declared as read by ``method`` (``methods=`` of :func:`setting`)."""
+    return tuple(f.name for f in fields(TrainConfig) if method in f.metadata["methods"])
 
 
 def _type_problems(config: TrainConfig) -> list[str]:
@@ -264,11 +235,29 @@ def _type_problems(config: TrainConfig) -> list[str]:
     return problems
 
 
+def _range_problems(f: dataclasses.Field, value) -> list[str]:
+    """The declared checks of one field's value (None passes: it means 'no limit' / 'default')."""
+    m = f.metadata
+    if value is None or isinstance(value, bool):
+        return []
+    if m["choices"] and value not in m["choices"]:
+        return [f"{f.name} must be one of {', '.join(map(str, m['choices']))}, got {value!r}"]
+    if not isinstance(value, numbers.Real):
+        return []
+    if not math.isfinite(value):
+        return [f"{f.name} must be a finite number, got {value}"]
+    for key, ok, word in (("minimum", lambda b: value >= b, ">="), ("maximum", lambda b: value <= b, "<="),
+                          ("above", lambda b: value > b, ">"), ("below", lambda b: value < b, "<")):
+        if m[key] is not None and not ok(m[key]):
+            hint = " (or 0: no limit)" if m["zero_is_none"] else ""
+            return [f"{f.name} must be {word} {m[key]:g}{hint}, got {value}"]
+    return []
+
+
 #: overrides that shrink any config to *smoke size* (CI): seconds instead of minutes
 SMOKE_SIZE = dict(epochs=2, max_train=600, max_eval=150, emb_dim=32, hidden_dim=64, max_vocab=2000)
 
 
 def smoke_requested() -> bool:
     """True when ``CI`` or ``BNVAE_SMOKE`` is set (and not '0'/'false'): notebooks then run small."""
-    import os
     return any(os.environ.get(v, "").lower() not in ("", "0", "false", "no") for v in ("CI", "BNVAE_SMOKE"))

@@ -15,6 +15,7 @@ you want the same. A policy the user chose always wins: ``OMP_WAIT_POLICY`` or
 ``GOMP_SPINCOUNT`` (e.g. ``GOMP_SPINCOUNT=50000`` on a machine of one's own) in the
 environment leaves everything as it is.
 """
+
 from __future__ import annotations
 
 import os

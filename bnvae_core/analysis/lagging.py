@@ -1,0 +1,172 @@
+"""The lagging-encoder diagnostic of He et al. (ICLR 2019, §3, Fig. 1): posterior-mean space over training.
+
+For a sentence x, He et al. compare two points of the latent space:
+
+* the **approximate posterior mean** μ_x,φ = E_q(z|x)[z] (the encoder's answer; μ for a Gaussian q);
+* the **model posterior mean** μ_x,θ = E_p(z|x)[z] under the decoder's true posterior
+  p(z|x) ∝ p(x|z) p(z). It is intractable; as in He et al. it is estimated by self-normalised
+  importance sampling with q as proposal: with z_k ~ q(z|x), k = 1 … K,
+
+      w_k = p(x|z_k) p(z_k) / q(z_k|x),     μ_x,θ ≈ Σ_k w_k z_k / Σ_k w_k
+
+  (:func:`posterior_means`; the same weights as the IW-NLL of :mod:`bnvae_core.metrics`).
+
+Early in training the encoder *lags*: the points (μ_x,φ, μ_x,θ) leave the diagonal μ_x,θ = μ_x,φ,
+and the decoder learns to ignore z before the encoder catches up, until both collapse to the
+prior mean 0. Aggressive training (:mod:`bnvae_core.aggressive`) keeps the points near the
+diagonal; BN-VAE keeps μ_x,φ spread by construction (its BN fixes the batch variance of μ_j).
+
+:func:`posterior_mean_snapshots` trains a config with a small loop built on the core's Method API
+(the same ``train_step``/KL schedule/optimizer step as :func:`bnvae_core.train.train`, without the
+validation-based lr decay, which does not act in a few epochs) and measures both means of a fixed
+set of validation sentences every few steps. Results are cached as CSV (config hash + diagnostic
+settings) under ``cache_dir()/lagging``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import random
+import torch
+from pathlib import Path
+
+from ..config import TrainConfig
+from ..data.corpus import EncodedSplit, bucket_batches, iterate_batches
+from ..metrics.text import eval_mode, mutual_information
+
+
+def posterior_means(model, split: EncodedSplit, k: int = 100, chunk: int = 50, batch_size: int = 32,
+                    seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(approximate posterior means E_q[z], model posterior means E_p(z|x)[z]) of every sentence of
+    ``split``: two (N, nz) float64 arrays, in split order (module docstring for the estimator).
+
+    ``k`` importance samples per sentence (drawn in chunks of ``chunk``), seeded with ``seed``
+    without touching the global RNG state. Runs in evaluation mode (no dropout; BN running stats)."""
+    if model.nz == 0:
+        raise ValueError("posterior_means: the model has no latent variable (lm)")
+    if k < 1:
+        raise ValueError(f"posterior_means: k must be >= 1, got {k}")
+    N, nz = len(split), model.nz
+    q_mean, p_mean = np.zeros((N, nz)), np.zeros((N, nz))
+    dev = next(model.parameters()).device
+    post = model.posterior
+    with torch.random.fork_rng(devices=[]), eval_mode(model):
+        torch.manual_seed(seed)
+        for b in iterate_batches(split, batch_size):
+            tokens, lengths = b.tokens.to(dev), b.lengths.to(dev)
+            mu, logvar = model.encode(tokens, lengths)
+            log_w, zs = [], []
+            for s in range(0, k, chunk):
+                z = post.sample(mu, logvar, min(chunk, k - s))                        # (B, c, nz)
+                log_px_z = -model.reconstruction_nll(tokens, lengths, z)              # (B, c)
+                log_w.append((log_px_z + post.prior_log_density(z)
+                              - post.log_density(z, mu.unsqueeze(1), logvar.unsqueeze(1))).double())
+                zs.append(z.double())
+            weights = torch.softmax(torch.cat(log_w, 1), dim=1)                        # (B, K)
+            idx = b.index.numpy()
+            p_mean[idx] = (weights.unsqueeze(-1) * torch.cat(zs, 1)).sum(1).cpu().numpy()
+            q_mean[idx] = post.mean(mu.double(), logvar.double()).cpu().numpy()
+    return q_mean, p_mean
+
+
+def snapshot_rows(model, probe: EncodedSplit, label: str, step: int, epoch: float, kl_weight: float,
+                  k: int, seed: int) -> list[dict]:
+    """One row per probe sentence: ``model, step, epoch, kl_weight, sentence, gap`` (‖μ_θ − μ_φ‖),
+    ``q_norm`` (‖μ_φ‖), ``p_norm`` and ``q_mean_j``, ``p_mean_j`` for every latent dimension j."""
+    q, p = posterior_means(model, probe, k=k, seed=seed)
+    rows = []
+    for i in range(len(probe)):
+        row = {"model": label, "step": step, "epoch": epoch, "kl_weight": kl_weight, "sentence": i,
+               "gap": float(np.linalg.norm(p[i] - q[i])), "q_norm": float(np.linalg.norm(q[i])),
+               "p_norm": float(np.linalg.norm(p[i]))}
+        row.update({f"q_mean_{j}": float(q[i, j]) for j in range(q.shape[1])})
+        row.update({f"p_mean_{j}": float(p[i, j]) for j in range(p.shape[1])})
+        rows.append(row)
+    return rows
+
+
+def posterior_mean_snapshots(config: TrainConfig, *, sentences: int = 50, every: int = 10, k: int = 50,
+                             label: str | None = None, root: str | Path | None = None,
+                             use_cache: bool = True) -> pd.DataFrame:
+    """Train ``config`` (from scratch, seeded) and take :func:`snapshot_rows` of ``sentences`` fixed
+    validation sentences (a seeded subset) at step 0, every ``every`` training steps and at the end.
+
+    The loop is the core's: ``method.train_step`` → zero_grad/backward/clip/step
+    (:func:`bnvae_core.objectives.optimizer_step`), the method's KL weight per step, ``before_epoch``
+    and ``after_epoch`` (aggressive's MI stop rule gets the validation MI). Cached as CSV under
+    ``root`` (default ``cache_dir()/lagging``). ``label``: the ``model`` column (default
+    :func:`bnvae_core.objectives.method_label`)."""
+    from ..methods.base import TrainContext
+    from ..methods import make_method, method_label
+    from ..training.step import optimizer_step
+    from ..io import atomic_write_bytes
+    from ..training.step import build_optimizer
+    from ..training.cache import cache_dir
+    from ..training.loop import corpus_for
+    from ..devices import resolve_device
+    if sentences < 1 or every < 1:
+        raise ValueError(f"posterior_mean_snapshots: sentences and every must be >= 1, got {sentences}, {every}")
+    label = label if label is not None else method_label(config)
+    root = Path(root) if root is not None else cache_dir() / "lagging"
+    path = root / f"{config.model}-{config.hash()}-n{sentences}-every{every}-k{k}.csv"
+    if use_cache and path.exists():
+        df = pd.read_csv(path)
+        df["model"] = label
+        return df
+
+    config.validate()
+    device = resolve_device(config.device)
+    corpus = corpus_for(config)
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+    method = make_method(config)
+    model = method.build_model(len(corpus.vocab)).to(device)
+    state = {"epoch": 0, "step": 0, "lr": config.lr}
+    optimizer = build_optimizer(config, model, config.lr)
+    ctx = TrainContext(config, model, corpus, device, get_optimizer=lambda: optimizer,
+                       make_optimizer=lambda: build_optimizer(config, model, state["lr"]), state=state)
+    rng = np.random.default_rng(config.seed)
+    n_probe = min(sentences, len(corpus.valid))
+    probe = corpus.valid.subset(np.sort(rng.choice(len(corpus.valid), n_probe, replace=False)))
+    n_batches = len(bucket_batches(corpus.train, config.batch_size, drop_singletons=True))
+    rows = snapshot_rows(model, probe, label, 0, 0.0, method.kl_weight(0, n_batches), k, config.seed)
+    step = 0
+    for epoch in range(config.epochs):
+        ctx.epoch = epoch
+        model.train()
+        method.before_epoch(ctx)
+        model.train()
+        for index in bucket_batches(corpus.train, config.batch_size, shuffle=True, seed=config.seed,
+                                    epoch=epoch, drop_singletons=True):
+            b = method.make_batch(corpus.train, index).to(device)
+            w = method.kl_weight(step, n_batches)
+            terms = method.train_step(ctx, b, w)
+            if not torch.isfinite(terms.loss) or not optimizer_step(ctx, terms.loss):
+                continue
+            step += 1
+            state["step"] = step
+            if step % every == 0:
+                rows += snapshot_rows(model, probe, label, step, step / n_batches, w, k, config.seed)
+                model.train()
+        method.after_epoch(ctx, {}, {"mi": mutual_information(model, corpus.valid, seed=config.seed)})
+    if step % every:
+        rows += snapshot_rows(model, probe, label, step, step / n_batches, method.kl_weight(step, n_batches),
+                              k, config.seed)
+    df = pd.DataFrame(rows)
+    if use_cache:
+        root.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, df.to_csv(index=False).encode())
+    return df
+
+
+def lag_summary(snapshots: pd.DataFrame) -> pd.DataFrame:
+    """Per model and step: mean ``gap``, ``q_norm``, ``p_norm`` over the probe sentences and the spreads
+    ``q_spread`` = sqrt(Σ_j Var_x E_q[z_j]), ``p_spread`` (the same for the model posterior means)."""
+    q_cols = [c for c in snapshots.columns if c.startswith("q_mean_")]
+    p_cols = [c for c in snapshots.columns if c.startswith("p_mean_")]
+    grouped = snapshots.groupby(["model", "step"], sort=False)
+    table = grouped[["gap", "q_norm", "p_norm"]].mean()
+    table["q_spread"] = np.sqrt(grouped[q_cols].var(ddof=0).sum(axis=1))
+    table["p_spread"] = np.sqrt(grouped[p_cols].var(ddof=0).sum(axis=1))
+    return table.reset_index()

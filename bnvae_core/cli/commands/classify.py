@@ -1,0 +1,54 @@
+"""``classify``: few-label classification accuracy on the posterior mean μ."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ...analysis.classify import MODES
+from ...analysis.classify import PAPER_LABEL_SIZES
+from ...analysis.classify import _class_mapper
+from ...analysis.classify import few_label_accuracy
+from ...analysis.classify import summarize
+from ...errors import ConfigError
+from ...training.run_folder import load_run
+
+HELP = "few-label classification accuracy on the posterior mean μ (paper §5.3)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a finished run folder (see 'train')")
+    p.add_argument("--data", help="labelled corpus to classify (default: the run's own)")
+    p.add_argument("--labels", type=int, required=True, help="number of labelled train sentences N (paper: "
+                   + "/".join(map(str, PAPER_LABEL_SIZES)) + ")")
+    p.add_argument("--seeds", type=int, default=5, help="number of label samples (seeds 0 … S−1)")
+    p.add_argument("--mode", choices=MODES, default="frozen",
+                   help="frozen: logistic regression on μ; finetune: linear layer + encoder; bow: baseline")
+    p.add_argument("--classes", default="top10", help="'top<k>' most frequent labels (default top10), 'all', 'pos'")
+    p.add_argument("--finetune-epochs", type=int, default=10)
+    p.add_argument("--device", default=None)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.labels < 1:
+        raise ConfigError(f"--labels must be >= 1, got {args.labels}")
+    if args.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    if args.finetune_epochs < 1:
+        raise ConfigError(f"--finetune-epochs must be >= 1, got {args.finetune_epochs}")
+    _class_mapper(args.classes, [])          # validate before loading anything
+    loaded = load_run(args.run_dir, device=args.device)
+    results = few_label_accuracy(loaded, args.labels, args.seeds, args.mode, classes=args.classes,
+                                 data=args.data, finetune_epochs=args.finetune_epochs)
+    summary = summarize(results).iloc[0]
+    print(json.dumps({
+        "run": str(args.run_dir), "model": str(summary["model"]), "mode": args.mode,
+        "data": args.data or loaded.config.data, "classes": args.classes,
+        "n_classes": int(results.n_classes.iloc[0]), "labels": args.labels, "seeds": args.seeds,
+        "accuracy_mean": float(summary.accuracy_mean), "accuracy_std": float(summary.accuracy_std),
+        "accuracies": [float(a) for a in results.accuracy],
+        "majority_accuracy": float(summary.majority_accuracy), "n_test": int(summary.n_test),
+        "n_pool": int(results.n_pool.iloc[0])}))
+    return 0
+
+

@@ -1,0 +1,54 @@
+"""``evaluate``: IW-NLL, PPL, KL, MI and active units of a finished run folder."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from ...data.corpus import load_corpus
+from ...errors import ConfigError
+from ...methods import make_method
+from ...training.run_folder import load_run
+
+HELP = "IW-NLL, PPL, KL, MI, AU of a run folder"
+INTERRUPTED = "interrupted: nothing was written (evaluate writes no files)"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir")
+    p.add_argument("--data", help="corpus to evaluate on (default: the run's own)")
+    p.add_argument("--split", choices=("valid", "test"), default="test")
+    p.add_argument("--iw-samples", type=int, default=500, help="K importance samples for the NLL (default: 500)")
+    p.add_argument("--max-sentences", type=int, default=0,
+                   help="evaluate a seeded subsample of this many sentences (default 0: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default=None, help="default: the run's")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.iw_samples < 1:
+        raise ConfigError(f"--iw-samples must be >= 1, got {args.iw_samples}")
+    if args.max_sentences < 0:
+        raise ConfigError(f"--max-sentences must be >= 0 (0: all), got {args.max_sentences}")
+    result_run = load_run(args.run_dir, device=args.device)
+    split = result_run.corpus.splits[args.split]
+    method = make_method(result_run.config)   # cvae, bn-cvae: their own metrics
+    if args.data and method.conditional:
+        raise ConfigError(f"--data is not supported for {result_run.config.model} runs "
+                          "(evaluate on the run's own data)")
+    if args.data:
+        other = load_corpus(args.data, max_tokens=result_run.config.max_tokens, vocab=result_run.corpus.vocab)
+        split = other.splits[args.split]
+    if args.max_sentences and args.max_sentences < len(split):
+        rng = np.random.default_rng(args.seed)
+        split = split.subset(np.sort(rng.choice(len(split), args.max_sentences, replace=False)))
+    if method.conditional:
+        result = method.evaluate(result_run.model, split, seed=args.seed)
+    else:
+        result = method.evaluate(result_run.model, split, iw_samples=args.iw_samples, seed=args.seed,
+                                 progress=not args.no_progress)
+    result.update(model=result_run.config.model, split=args.split, data=args.data or result_run.config.data)
+    print(json.dumps(result))
+    return 0

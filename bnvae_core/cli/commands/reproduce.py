@@ -1,0 +1,57 @@
+"""``reproduce``: train the paper's methods on a dataset and write its language-modelling and classification tables."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ...config import smoke_requested
+from ...experiments.reproduce import DEFAULT_METHODS
+from ...experiments.reproduce import LABEL_SIZES
+from ...experiments.reproduce import reproduce
+from ...experiments.sweep import require_ray
+from .sweep import add_executor_arguments
+
+HELP = "train the paper's methods on a dataset, write its LM and classification tables"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", required=True,
+                   help="'wordnet' (built in), a hub dataset (yahoo, yelp, short_yelp, snli, ptb, synthetic), "
+                        "a registered name or a corpus directory")
+    p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS),
+                   help=f"methods to train (default: {' '.join(DEFAULT_METHODS)}; the paper's also include aggressive)")
+    p.add_argument("--seeds", type=int, default=1, help="training seeds 0 … S−1 per method")
+    p.add_argument("--epochs", type=int, default=None, help="training epochs (default: the config default)")
+    p.add_argument("--iw-samples", type=int, default=500, help="K importance samples for the test NLL")
+    p.add_argument("--gamma", type=float, default=None, help="BN-VAE's γ (default 0.6)")
+    p.add_argument("--nz", type=int, default=None, help="latent size (default 32, the paper's)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--smoke", action="store_true", default=None,
+                   help="tiny sizes (SMOKE_SIZE), for CI; default: on when $CI or $BNVAE_SMOKE is set")
+    p.add_argument("--label-sizes", nargs="+", type=int, default=list(LABEL_SIZES),
+                   help="labelled sentences of the classification table")
+    p.add_argument("--label-seeds", type=int, default=5, help="label draws per trained model (sampled labels)")
+    p.add_argument("--classes", default="top10", help="classification target (see 'classify'): top<k>, all, pos")
+    p.add_argument("--no-classify", action="store_true", help="skip the classification table")
+    add_executor_arguments(p)
+    p.add_argument("--out", required=True, help="folder for the tables and figures")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.ray:
+        require_ray()
+    overrides = {k: v for k, v in (("gamma", args.gamma), ("nz", args.nz)) if v is not None}
+    smoke = smoke_requested() if args.smoke is None else args.smoke
+    written = reproduce(args.dataset, args.out, methods=args.methods, seeds=args.seeds, epochs=args.epochs,
+                        iw_samples=args.iw_samples, smoke=smoke, workers=args.workers, ray=args.ray,
+                        cache_root=args.cache, label_sizes=args.label_sizes, label_seeds=args.label_seeds,
+                        classes=args.classes, classify=not args.no_classify, progress=not args.no_progress,
+                        device=args.device, **overrides)
+    meta = json.loads(Path(written["meta"]).read_text())
+    print(json.dumps({"out": str(args.out), "outputs": meta["outputs"], "notes": meta["notes"]}))
+    return 0
+
+

@@ -1,0 +1,80 @@
+"""``train``: train one model into a run folder (or ``--resume`` one)."""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from ...config import TrainConfig
+from ...errors import BnvaeError, ConfigError
+from ...training.loop import train
+from ..args import add_config_arguments, config_from_args, flag_of, given_fields
+
+HELP = "train a model into a run folder"
+INTERRUPTED = "interrupted: the run folder keeps its last complete epoch (resume with --resume DIR)"
+
+#: what ``--resume`` may change: the total epochs and where it runs
+RESUMABLE = ("epochs", "device")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_config_arguments(p)
+    p.add_argument("--out", help="run folder to create (must not exist or be empty)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR up to --epochs in total")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def report_reading(corpus) -> None:
+    """One stderr note per split whose file needed tolerance (blank/long lines skipped, BOM, CRLF)."""
+    for split, info in getattr(corpus, "reading", {}).items():
+        parts = [f"{info[k]} {what}" for k, what in (("skipped_blank", "blank lines skipped"),
+                                                    ("skipped_long", "lines longer than max_tokens skipped"),
+                                                    ("crlf_lines", "CRLF line ends"))
+                 if info.get(k)]
+        if info.get("bom"):
+            parts.append("a UTF-8 BOM removed")
+        if parts:
+            print(f"note: {split}: {', '.join(parts)}", file=sys.stderr)
+
+
+def resume_config(args: argparse.Namespace) -> TrainConfig:
+    """The saved config of ``--resume DIR``, with ``--epochs``/``--device`` if given; any other
+    setting on the command line is refused (it would not be the same run)."""
+    folder = Path(args.resume)
+    if not (folder / "config.json").is_file():
+        raise ConfigError(f"{folder}: nothing to resume (not a run folder: no config.json)")
+    changed = [flag_of(k) for k in given_fields(args) if k not in RESUMABLE]
+    if getattr(args, "config", None) or getattr(args, "preset", None):
+        changed.append("--config" if args.config else "--preset")
+    if changed:
+        raise ConfigError(f"--resume continues {folder} as it was configured; only --epochs and --device "
+                          f"may change, not {', '.join(changed)}")
+    saved = TrainConfig.load(folder / "config.json")
+    return saved.replace(**{k: v for k, v in given_fields(args).items() if k in RESUMABLE})
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.resume:
+        result = train(resume_config(args), args.resume, resume=True, progress=not args.no_progress)
+    else:
+        if not args.out:
+            raise ConfigError("train needs --out DIR (or --resume DIR)")
+        config = config_from_args(args)
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise ConfigError(f"{out}: exists and is not a directory")
+        if out.exists() and any(out.iterdir()):
+            raise ConfigError(f"{out}: run folder exists and is not empty")
+        try:
+            result = train(config, out, progress=not args.no_progress)
+        except BnvaeError:
+            if out.exists() and not (out / "checkpoint.pt").exists():
+                shutil.rmtree(out, ignore_errors=True)   # nothing half-written left behind
+            raise
+    report_reading(result.corpus)
+    last = {r["split"]: r for r in result.history_rows}
+    print(json.dumps({"out": str(result.path), "epochs": len(result.history_rows) // 2,
+                      "train": last.get("train"), "valid": last.get("valid")}))
+    return 0

@@ -1,0 +1,333 @@
+"""Reproduce the paper's tables on one dataset: ``python -m bnvae_core reproduce --dataset NAME``.
+
+Zhu et al. (ACL 2020) report, per dataset, a **language-modelling table** (Table 2/3: NLL,
+KL, MI, AU and PPL of the test set, NLL by importance weighting with K = 500 samples) and, on
+short Yelp, a **few-label classification table** (Table 5: accuracy of a classifier on the
+posterior mean μ with 100/500/1k/2k labelled sentences). This module trains the paper's
+methods on a dataset, evaluates them and writes both tables and their figures.
+
+Steps:
+
+1. **Configs** (:func:`reproduce_configs`): one :class:`~bnvae_core.config.TrainConfig` per
+   (method, seed), with the dataset's *preset* network sizes (:data:`bnvae_core.hub.PRESETS`:
+   short Yelp emb 128/hid 512, Yahoo and Yelp 512/1024, PTB 256/256). The hub's corpora are
+   used whole (no subset, no length filter, no vocabulary cap: they are published
+   preprocessed); ``wordnet`` keeps the library's default teaching sizes, so its runs are the
+   notebooks' cached models. ``smoke=True`` shrinks everything to :data:`~bnvae_core.config.SMOKE_SIZE`.
+2. **Training** through :func:`bnvae_core.sweep.run_sweep`: every run is a config-hashed
+   cache entry (:func:`~bnvae_core.train.cached_run`), trained in this process, in
+   ``workers`` local processes, or as Ray tasks (``ray``). A second call trains nothing.
+3. **Evaluation** (:func:`bnvae_core.experiments.evaluation.evaluate_run`) on the test
+   split (IW-NLL with K = ``iw_samples``, default 500); the result is stored in the run
+   folder, so it too is computed once.
+4. **Classification** where the corpus has labels: :func:`bnvae_core.analysis.classify.few_label_accuracy`
+   (mode ``frozen``: logistic regression on standardised μ) for every label size that fits
+   the labelled pool, ``label_seeds`` label draws per trained seed, plus the bag-of-words
+   baseline. Where the dataset's directory holds a few-label file ``train.<n>.txt`` (the
+   paper's short Yelp files, as the hub stores them; or your own corpus's) that file *is* the
+   labelled set (one draw: the file). WordNet is
+   labelled by lexicographer file (``classes``, default the 10 most frequent).
+5. **Outputs** in ``out``: ``lm_runs.csv`` (one row per run), ``lm_table.csv`` and
+   ``lm_table.md`` (mean ± std over seeds), ``classification_runs.csv``,
+   ``classification_table.csv``/``.md`` (accuracy %, mean ± std), ``figures/*.png|svg``, and
+   ``reproduce.json`` (what was run, notes such as label sizes left out), ``label_files/``
+   (the few-label corpus directories built from ``train.<n>.txt`` files)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numpy as np
+import os
+import pandas as pd
+from pathlib import Path
+from typing import Sequence
+
+from ..analysis.classify import PAPER_LABEL_SIZES, few_label_accuracy, labelled_data
+from ..config import SMOKE_SIZE, TrainConfig
+from ..data.corpus import BUILTIN_CORPORA
+from ..data.hub import PRESETS, REGISTRY, resolve_data
+from ..errors import ConfigError
+from ..methods import method_label
+from ..training.cache import cached_run
+from ..viz.plots import palette, save_figure, training_curves
+from .evaluation import evaluate_run
+from .grid import grid_configs
+
+
+#: the methods of the paper's LM tables that this library implements, in the paper's row order
+#: (LSTM-LM, VAE, β-VAE, cyclic annealing, free bits, lagging/aggressive, FB with pretraining, δ-VAE, vMF, BN-VAE)
+PAPER_METHODS = ("lm", "vae", "beta", "cyclical", "fb", "aggressive", "pretrain-fb", "delta", "vmf", "bnvae")
+#: the default selection: every paper method but the slow aggressive inner loop (ask for it with --methods)
+DEFAULT_METHODS = tuple(m for m in PAPER_METHODS if m != "aggressive")
+#: label sizes of the paper's classification table (short Yelp)
+LABEL_SIZES = PAPER_LABEL_SIZES
+#: hub corpora are published preprocessed: use them whole
+FULL_DATA = dict(max_train=None, max_eval=None, max_tokens=None, max_vocab=None, min_freq=1)
+LM_COLUMNS = ("nll", "kl", "mi", "au", "ppl")
+
+
+def dataset_settings(dataset: str) -> dict:
+    """TrainConfig overrides for ``dataset``: its preset sizes and its data settings.
+
+    ``wordnet``: the defaults (the notebooks' models). A hub dataset or ``name:n`` few-label
+    subset: its preset (``DatasetSpec.preset``) and :data:`FULL_DATA`. A corpus directory or a
+    registered name: :data:`FULL_DATA` and the default sizes."""
+    if dataset in BUILTIN_CORPORA:
+        return dict(data=dataset, **PRESETS.get(dataset, {}))
+    name = dataset.rpartition(":")[0] if ":" in dataset and dataset.rpartition(":")[2].isdigit() else dataset
+    preset = PRESETS.get(name) or (REGISTRY[name].preset if name in REGISTRY else {})
+    return dict(data=dataset, **FULL_DATA, **preset)
+
+
+def reproduce_configs(dataset: str, methods: Sequence[str] = DEFAULT_METHODS, seeds: int = 1, *,
+                      epochs: int | None = None, smoke: bool = False, **overrides) -> list[TrainConfig]:
+    """One config per (method, seed) in that order (:func:`~bnvae_core.experiments.grid.grid_configs`):
+    :func:`dataset_settings` + ``overrides`` (+ :data:`SMOKE_SIZE` when ``smoke``; ``epochs`` wins over both)."""
+    if seeds < 1:
+        raise ConfigError(f"seeds must be >= 1, got {seeds}")
+    settings = {**dataset_settings(dataset), **overrides, **(SMOKE_SIZE if smoke else {})}
+    if epochs is not None:
+        settings["epochs"] = epochs
+    return grid_configs(TrainConfig(**settings), methods, seeds, conditional=False)
+
+
+def _mean_std(values: pd.Series) -> tuple[float, float]:
+    v = values.astype(float).to_numpy()
+    return float(np.mean(v)), float(np.std(v, ddof=1)) if len(v) > 1 else 0.0
+
+
+def lm_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std over seeds per method, in ``runs`` order: ``method, label, n_seeds`` and
+    ``<metric>_mean, <metric>_std`` for NLL, KL, MI (nats), AU (count), PPL."""
+    rows = []
+    for method, group in runs.groupby("method", sort=False):
+        row = {"method": method, "label": group["label"].iloc[0], "n_seeds": len(group)}
+        for col in LM_COLUMNS:
+            row[f"{col}_mean"], row[f"{col}_std"] = _mean_std(group[col])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _fmt(mean: float, std: float, n_seeds: int, digits: int) -> str:
+    if not math.isfinite(mean):
+        return str(mean)
+    return f"{mean:.{digits}f} ± {std:.{digits}f}" if n_seeds > 1 else f"{mean:.{digits}f}"
+
+
+def lm_markdown(table: pd.DataFrame, dataset: str, iw_samples: int) -> str:
+    """The LM table as Markdown (NLL/KL/MI in nats per sentence, PPL per token)."""
+    lines = [f"Language modelling on **{dataset}** (test split; NLL by importance weighting, K = {iw_samples}; "
+             "NLL, KL, MI in nats per sentence; mean ± std over seeds)", "",
+             "| Model | NLL | KL | MI | AU | PPL | seeds |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for _, r in table.iterrows():
+        cells = [_fmt(r[f"{c}_mean"], r[f"{c}_std"], r["n_seeds"], 1 if c in ("au", "ppl") else 2)
+                 for c in LM_COLUMNS]
+        lines.append(f"| {r['label']} | " + " | ".join(cells) + f" | {r['n_seeds']} |")
+    return "\n".join(lines) + "\n"
+
+
+def _label_file_corpus(dataset: str, n: int, work: Path) -> tuple[str, str] | None:
+    """(corpus directory, its description) whose train split is the dataset's own ``train.<n>.txt``
+    (the paper's few-label file of short Yelp, as the hub stores it), or ``None`` where there is none.
+
+    The directory is built under ``work`` (``train.txt`` = a copy of the label file, ``valid.txt``
+    and ``test.txt`` hard links to the dataset's, copies where links fail)."""
+    import shutil
+
+    if dataset in BUILTIN_CORPORA:
+        return None
+    directory = Path(resolve_data(dataset))
+    src = directory / f"train.{n}.txt"
+    if not src.is_file():
+        return None
+    target = work / f"train_{n}"
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, target / "train.txt")
+    for split in ("valid", "test"):
+        (target / f"{split}.txt").unlink(missing_ok=True)
+        try:
+            os.link(directory / f"{split}.txt", target / f"{split}.txt")
+        except OSError:
+            shutil.copyfile(directory / f"{split}.txt", target / f"{split}.txt")
+    return str(target), f"label file {src}"
+
+
+def classification_results(runs: Sequence, dataset: str, label_sizes: Sequence[int], label_seeds: int,
+                           classes: str, work: Path, progress: bool = False) -> tuple[pd.DataFrame, list[str]]:
+    """Few-label accuracy of every run with an encoder (mode ``frozen``) and the BoW baseline.
+
+    Returns (one row per run × label size × label seed, notes about sizes left out)."""
+    notes, tables = [], []
+    with_encoder = [r for r in runs if getattr(r.model, "encoder", None) is not None]
+    if not with_encoder:
+        return pd.DataFrame(), ["no run with an encoder: no classification table"]
+    labelled = labelled_data(with_encoder[0], classes=classes)
+    for n in label_sizes:
+        label_file = _label_file_corpus(dataset, n, work)
+        if label_file is None and n > len(labelled.pool):
+            notes.append(f"{n} labels left out: the labelled training pool has {len(labelled.pool)} sentences")
+            continue
+        if label_file is not None:     # the file is the labelled set: one draw (all of it)
+            kwargs, source = dict(data=label_file[0], seeds=1), label_file[1]
+        else:
+            kwargs, source = dict(labelled=labelled, seeds=label_seeds), "sampled from train"
+        for run in with_encoder:
+            t = few_label_accuracy(run, n, mode="frozen", classes=classes, cache=True, progress=progress, **kwargs)
+            t["train_seed"], t["label_source"] = run.config.seed, source
+            tables.append(t)
+        t = few_label_accuracy(with_encoder[0], n, mode="bow", classes=classes, cache=True, **kwargs)
+        t["train_seed"], t["label_source"] = -1, source
+        tables.append(t)
+    return (pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()), notes
+
+
+def classification_table(results: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """Accuracy (%) mean ± std over all (training seed, label seed) pairs, per model × label size."""
+    rows = []
+    for (model, n), group in results.groupby(["model", "labels"], sort=False):
+        mean, std = _mean_std(100 * group["accuracy"])
+        rows.append({"method": model, "label": labels.get(model, "BoW (TF-IDF) baseline"), "labels": int(n),
+                     "accuracy_mean": mean, "accuracy_std": std, "n_fits": len(group),
+                     "majority_accuracy": 100 * float(group["majority_accuracy"].iloc[0]),
+                     "n_classes": int(group["n_classes"].iloc[0]), "n_test": int(group["n_test"].iloc[0]),
+                     "label_source": group["label_source"].iloc[0]})
+    return pd.DataFrame(rows)
+
+
+def classification_markdown(table: pd.DataFrame, dataset: str, classes: str) -> str:
+    sizes = sorted(table["labels"].unique())
+    first = table.iloc[0]
+    lines = [f"Few-label classification on **{dataset}** ({first['n_classes']} classes"
+             f"{'' if dataset not in ('wordnet',) else f', {classes} lexicographer files'}; logistic regression on "
+             f"standardised μ; test accuracy %, mean ± std over fits; {first['n_test']} test sentences; "
+             f"majority class {first['majority_accuracy']:.1f} %)", "",
+             "| Model | " + " | ".join(f"#label {n}" for n in sizes) + " |",
+             "|---|" + "---:|" * len(sizes)]
+    for method, group in table.groupby("method", sort=False):
+        by_n = {int(r["labels"]): r for _, r in group.iterrows()}
+        cells = [_fmt(by_n[n]["accuracy_mean"], by_n[n]["accuracy_std"], by_n[n]["n_fits"], 1) if n in by_n else "–"
+                 for n in sizes]
+        lines.append(f"| {group['label'].iloc[0]} | " + " | ".join(cells) + " |")
+    sources = sorted(set(table["label_source"]))
+    lines += ["", "Labelled sentences: " + "; ".join(sources) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def lm_figure(runs: pd.DataFrame, dataset: str):
+    """Four panels (NLL, KL, MI in nats; AU): one point per run, a bar per method (its mean)."""
+    from matplotlib.figure import Figure
+
+    methods = list(dict.fromkeys(runs["method"]))
+    labels = [runs.loc[runs.method == m, "label"].iloc[0] for m in methods]
+    colours = palette(len(methods))
+    fig = Figure(figsize=(10, 6.5))
+    axes = fig.subplots(2, 2)
+    panels = (("nll", "test NLL (nats per sentence)"), ("kl", "KL(q(z|x) ‖ p(z)) (nats)"),
+              ("mi", "mutual information I(x; z) (nats)"), ("au", "active units (count)"))
+    x = np.arange(len(methods))
+    for ax, (col, ylabel) in zip(axes.ravel(), panels):
+        means = [runs.loc[runs.method == m, col].astype(float).mean() for m in methods]
+        ax.bar(x, means, color=colours, alpha=0.6, label="mean over seeds")
+        for i, m in enumerate(methods):
+            vals = runs.loc[runs.method == m, col].astype(float)
+            ax.plot(np.full(len(vals), i), vals, "o", color="black", markersize=3,
+                    label="one seed" if i == 0 else None)
+        ax.set_xticks(x, labels, rotation=35, ha="right", fontsize="small")
+        ax.set_ylabel(ylabel)
+        ax.set_xlabel("method")
+    axes[0, 0].legend(fontsize="small")
+    fig.suptitle(f"{dataset}: test-set metrics per method")
+    fig.tight_layout()
+    return fig
+
+
+def classification_figure(table: pd.DataFrame, dataset: str):
+    """Accuracy (%) against the number of labelled sentences (log axis), one line per model."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
+    methods = list(dict.fromkeys(table["method"]))
+    for colour, (method, marker) in zip(palette(len(methods)), zip(methods, "osD^v<>ph*")):
+        rows = table[table.method == method].sort_values("labels")
+        ax.errorbar(rows["labels"], rows["accuracy_mean"], yerr=rows["accuracy_std"], marker=marker,
+                    color=colour, capsize=3, label=rows["label"].iloc[0])
+    ax.axhline(table["majority_accuracy"].iloc[0], color="grey", linestyle=":", label="majority class")
+    ax.set_xscale("log")
+    ax.set_xlabel("labelled training sentences (count, log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"{dataset}: few-label classification on μ")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def reproduce(dataset: str, out: str | Path, *, methods: Sequence[str] = DEFAULT_METHODS, seeds: int = 1,
+              epochs: int | None = None, iw_samples: int = 500, smoke: bool = False, workers: int = 1,
+              ray: bool | str = False, cache_root: str | Path | None = None, label_sizes: Sequence[int] = LABEL_SIZES,
+              label_seeds: int = 5, classes: str = "top10", classify: bool = True, progress: bool = False,
+              **overrides) -> dict:
+    """Train, evaluate and tabulate (see the module docstring); return ``{name: path}`` of the outputs."""
+    from .sweep import run_sweep
+    if iw_samples < 1:
+        raise ConfigError(f"iw_samples must be >= 1, got {iw_samples}")
+    if label_seeds < 1:
+        raise ConfigError(f"label_seeds must be >= 1, got {label_seeds}")
+    if any(n < 1 for n in label_sizes):
+        raise ConfigError(f"label sizes must be >= 1, got {list(label_sizes)}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a directory")
+    configs = reproduce_configs(dataset, methods, seeds, epochs=epochs, smoke=smoke, **overrides)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = out / "figures"
+    run_sweep(configs, cache_root=cache_root, workers=workers, ray=ray, progress=progress)
+    runs = [cached_run(c, root=cache_root, progress=False) for c in configs]   # cache hits
+
+    rows = []
+    for config, run in zip(configs, runs):
+        result = evaluate_run(run, iw_samples=iw_samples, progress=progress)
+        rows.append({"method": config.model, "label": method_label(config), "seed": config.seed,
+                     **{k: result[k] for k in ("nll", "ppl", "kl", "mi", "au", "elbo", "rec")},
+                     "n_sentences": result["n_sentences"], "iw_samples": iw_samples,
+                     "config_hash": config.hash(), "run_dir": str(run.path)})
+    lm_runs = pd.DataFrame(rows)
+    table = lm_table(lm_runs)
+    written = {"lm_runs": out / "lm_runs.csv", "lm_table": out / "lm_table.csv", "lm_table_md": out / "lm_table.md"}
+    lm_runs.to_csv(written["lm_runs"], index=False)
+    table.to_csv(written["lm_table"], index=False)
+    written["lm_table_md"].write_text(lm_markdown(table, dataset, iw_samples), encoding="utf-8")
+    fig = lm_figure(lm_runs, dataset)
+    written["lm_figure"] = save_figure(fig, figures, "lm_metrics")[0]
+    seed0 = {method_label(c): r.history for c, r in zip(configs, runs) if c.seed == 0 and r.history_rows}
+    if seed0:
+        written["curves_figure"] = save_figure(training_curves(seed0), figures, "training_curves")[0]
+
+    notes: list[str] = []
+    labelled = any(int((r.corpus.train.labels >= 0).sum()) > 0 for r in runs)
+    if classify and labelled:
+        results, notes = classification_results(runs, dataset, label_sizes, label_seeds, classes,
+                                                out / "label_files", progress)
+        if not results.empty:
+            labels = {c.model: method_label(c) for c in configs}
+            ctable = classification_table(results, labels)
+            written.update(classification_runs=out / "classification_runs.csv",
+                           classification_table=out / "classification_table.csv",
+                           classification_table_md=out / "classification_table.md")
+            results.to_csv(written["classification_runs"], index=False)
+            ctable.to_csv(written["classification_table"], index=False)
+            written["classification_table_md"].write_text(classification_markdown(ctable, dataset, classes),
+                                                          encoding="utf-8")
+            written["classification_figure"] = save_figure(classification_figure(ctable, dataset), figures,
+                                                           "classification")[0]
+    elif classify:
+        notes.append(f"{dataset}: the training split has no labels, so no classification table")
+    meta = {"dataset": dataset, "methods": list(methods), "seeds": seeds, "smoke": smoke, "iw_samples": iw_samples,
+            "epochs": configs[0].epochs, "emb_dim": configs[0].emb_dim, "hidden_dim": configs[0].hidden_dim,
+            "configs": [c.to_dict() for c in configs], "notes": notes,
+            "outputs": {k: str(v) for k, v in written.items()}}
+    written["meta"] = out / "reproduce.json"
+    written["meta"].write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    return written

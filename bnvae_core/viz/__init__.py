@@ -1,0 +1,1 @@
+"""Pictures: plots (DataFrame → Figure) and the notebook widgets."""

@@ -1,0 +1,546 @@
+"""Figures of posterior collapse and of BN-VAE's KL bound: DataFrames in, matplotlib Figures out.
+
+Every function here is *pure*: it reads its arguments, draws on a new figure (or on the
+``ax``/``axes`` it is given), and returns the :class:`matplotlib.figure.Figure`. No global
+style is changed; colours come from seaborn's colour-blind-safe ``"colorblind"`` palette and
+every axis that shows a KL, a reconstruction term or an ELBO says its unit (nats). Saving is
+a separate step, :func:`save_figure` (PNG + SVG).
+
+Inputs are the package's own tables:
+
+* ``run.history`` (:class:`bnvae_core.train.Run`): one row per epoch and split, columns
+  ``epoch, split, rec, kl, au`` (+ ``elbo`` on valid rows) — :func:`training_curves`;
+* :func:`bnvae_core.metrics.kl_per_example`: one row per sentence, columns ``length, kl,
+  kl_0 … kl_{nz−1}`` — :func:`kl_distribution`, :func:`kl_cdf`, :func:`kl_vs_length`,
+  :func:`per_dim_kl`;
+* numbers from a γ sweep — :func:`gamma_bound` (BN-VAE's bound ``E[KL] ≥ n γ²/2``, Zhu et al.
+  2020 §3.2);
+* pre-/post-BN posterior means (N, nz) — :func:`mu_before_after_bn`, :func:`gamma_explorer`.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+
+#: metric column → (panel title, y label) of :func:`training_curves`
+CURVE_METRICS = {
+    "rec": ("reconstruction −E_q log p(x|z)", "nats per sentence"),
+    "kl": ("KL(q(z|x) ‖ p(z))", "nats per sentence"),
+    "elbo": ("ELBO", "nats per sentence"),
+    "au": ("active units", "units (of nz)"),
+}
+KL_LABEL = "KL(q(z|x) ‖ p(z)) per sentence (nats)"
+
+
+def palette(n: int) -> list:
+    """``n`` colour-blind-safe colours (seaborn ``"colorblind"``, cycled)."""
+    return sns.color_palette("colorblind", n_colors=max(n, 1))
+
+
+def _new_axes(ax=None, *, nrows: int = 1, ncols: int = 1, figsize=(6.0, 4.0)):
+    """(figure, axes) — the figure of the given ``ax`` (a single Axes or an array), or a new one.
+
+    New figures are plain :class:`Figure` objects, not registered with pyplot: nothing global
+    changes, nothing is shown twice in a notebook, and nothing leaks when many are drawn."""
+    if ax is not None:
+        first = ax if isinstance(ax, Axes) else np.ravel(ax)[0]
+        return first.figure, ax
+    fig = Figure(figsize=figsize)
+    axes = fig.subplots(nrows, ncols, squeeze=nrows * ncols == 1)
+    return fig, axes
+
+
+def _legend(ax, **kwargs) -> None:
+    """A legend, only when something on ``ax`` has a label (no warning otherwise)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kwargs)
+
+
+def _check_models(tables: Mapping[str, pd.DataFrame], needed: Sequence[str], what: str) -> None:
+    if not tables:
+        raise ValueError(f"{what}: no models given (expected a dict name → DataFrame)")
+    for name, df in tables.items():
+        missing = [c for c in needed if c not in df.columns]
+        if missing:
+            raise ValueError(f"{what}: table of {name!r} lacks column(s) {', '.join(missing)}")
+
+
+def training_curves(history_by_model: Mapping[str, pd.DataFrame],
+                    metrics: Sequence[str] = ("rec", "kl", "elbo", "au"), axes=None) -> Figure:
+    """One panel per metric over epochs; a colour per model, solid = train, dashed = valid.
+
+    ``history_by_model``: name → ``run.history`` (columns ``epoch, split, rec, kl, au``).
+    The ELBO of train rows is ``−(rec + kl)`` (the logged train ``loss`` weights the KL by
+    the warm-up weight, so it is not the ELBO until warm-up ends). Train KL/rec are averages
+    over the epoch's batches in train mode (dropout, BN batch statistics); valid ones are
+    measured after the epoch in eval mode."""
+    unknown = [m for m in metrics if m not in CURVE_METRICS]
+    if unknown:
+        raise ValueError(f"training_curves: unknown metric(s) {unknown} (choose from {list(CURVE_METRICS)})")
+    _check_models(history_by_model, ["epoch", "split"] + [m for m in metrics if m != "elbo"],
+                  "training_curves")
+    ncols = 2 if len(metrics) > 1 else 1
+    nrows = int(np.ceil(len(metrics) / ncols))
+    fig, axes = _new_axes(axes, nrows=nrows, ncols=ncols, figsize=(5.0 * ncols, 3.4 * nrows))
+    flat = np.ravel(axes)
+    colours = palette(len(history_by_model))
+    for ax, metric in zip(flat, metrics):
+        for colour, (name, hist) in zip(colours, history_by_model.items()):
+            for split, style in (("train", "-"), ("valid", "--")):
+                rows = hist[hist["split"] == split].sort_values("epoch")
+                if rows.empty:
+                    continue
+                if metric == "elbo":
+                    y = rows["elbo"] if "elbo" in rows and rows["elbo"].notna().all() else -(rows["rec"] + rows["kl"])
+                else:
+                    y = rows[metric]
+                ax.plot(rows["epoch"], y, style, color=colour, marker="o", markersize=3,
+                        label=f"{name} ({split})")
+        title, ylabel = CURVE_METRICS[metric]
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(ylabel)
+        if metric == "kl":
+            ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
+    for ax in flat[len(metrics):]:
+        ax.set_visible(False)
+    flat[0].legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def kl_distribution(df_by_model: Mapping[str, pd.DataFrame], kind: str = "hist", ax=None,
+                    log: bool = False, bins: int = 40, bound: float | None = None) -> Figure:
+    """Distribution of the per-sentence KL (column ``kl`` of :func:`metrics.kl_per_example`).
+
+    ``kind='hist'``: step histograms per model on a shared binning (log-spaced bins when ``log``),
+    each bar the *fraction of that model's sentences* in the bin, so models of very different
+    scales stay visible on one log axis; ``kind='violin'``: one violin per model (KDE in log
+    space when ``log``). ``bound``: a reference line, e.g. BN-VAE's ``n γ²/2`` (a bound on the
+    *mean* KL of a training batch, not on every sentence's)."""
+    _check_models(df_by_model, ["kl"], "kl_distribution")
+    if kind not in ("hist", "violin"):
+        raise ValueError(f"kl_distribution: kind must be 'hist' or 'violin', got {kind!r}")
+    fig, ax = _new_axes(ax, figsize=(6.5, 4.0))
+    colours = palette(len(df_by_model))
+    if kind == "hist":
+        values = np.concatenate([df["kl"].to_numpy(float) for df in df_by_model.values()])
+        if log:
+            low = max(float(values[values > 0].min()) if (values > 0).any() else 1e-6, 1e-6)
+            edges = np.geomspace(low, max(float(values.max()), low * 10), bins + 1)
+            ax.set_xscale("log")
+        else:
+            edges = np.linspace(min(0.0, float(values.min())), max(float(values.max()), 1e-3), bins + 1)
+        for colour, (name, df) in zip(colours, df_by_model.items()):
+            kl = df["kl"].to_numpy(float)
+            ax.hist(np.clip(kl, edges[0], edges[-1]), bins=edges, weights=np.full(len(kl), 1.0 / len(kl)),
+                    histtype="step", linewidth=1.8, color=colour, label=f"{name} (mean {kl.mean():.2f} nats)")
+        ax.set_xlabel(KL_LABEL)
+        ax.set_ylabel("fraction of sentences per bin")
+    else:
+        long = pd.concat([pd.DataFrame({"model": name, "kl": df["kl"].to_numpy(float)})
+                          for name, df in df_by_model.items()], ignore_index=True)
+        if log:
+            long["kl"] = long["kl"].clip(lower=1e-6)
+        sns.violinplot(data=long, x="model", y="kl", hue="model", palette=colours, cut=0,
+                       inner="quartile", ax=ax, legend=False, density_norm="width", log_scale=log)
+        ax.set_xlabel("model")
+        ax.set_ylabel(KL_LABEL)
+    if bound is not None:
+        line = ax.axvline if kind == "hist" else ax.axhline
+        line(bound, color="black", linestyle=":", label=f"n γ²/2 = {bound:.2f} nats")
+    _legend(ax, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def kl_cdf(df_by_model: Mapping[str, pd.DataFrame], ax=None, thresholds: Sequence[float] = (),
+           log: bool = True) -> Figure:
+    """Fraction of sentences whose KL is below t, as a function of t (the empirical CDF).
+
+    A collapsed model's curve jumps to 1 at t ≈ 0: every sentence is encoded as the prior.
+    ``thresholds``: vertical reference lines."""
+    _check_models(df_by_model, ["kl"], "kl_cdf")
+    fig, ax = _new_axes(ax, figsize=(6.0, 4.0))
+    for colour, (name, df) in zip(palette(len(df_by_model)), df_by_model.items()):
+        kl = np.sort(df["kl"].to_numpy(float))
+        frac = np.arange(1, len(kl) + 1) / len(kl)
+        ax.step(np.maximum(kl, 1e-6) if log else kl, frac, where="post", color=colour, label=name)
+    for t in thresholds:
+        ax.axvline(t, color="grey", linestyle=":", linewidth=1)
+    if log:
+        ax.set_xscale("log")
+    ax.set_xlabel("threshold t on the per-sentence KL (nats)")
+    ax.set_ylabel("fraction of sentences with KL < t")
+    ax.set_ylim(0, 1.02)
+    _legend(ax, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def kl_vs_length(df_by_model: Mapping[str, pd.DataFrame], ax=None, max_points: int = 2000,
+                 seed: int = 0) -> Figure:
+    """Per-sentence KL against sentence length (tokens): faint points plus the mean per length.
+
+    ``max_points`` sentences per model are drawn (a seeded subsample) so the figure stays light."""
+    _check_models(df_by_model, ["kl", "length"], "kl_vs_length")
+    fig, ax = _new_axes(ax, figsize=(6.5, 4.0))
+    rng = np.random.default_rng(seed)
+    for colour, (name, df) in zip(palette(len(df_by_model)), df_by_model.items()):
+        shown = df if len(df) <= max_points else df.iloc[np.sort(rng.choice(len(df), max_points, replace=False))]
+        ax.scatter(shown["length"], shown["kl"], s=6, alpha=0.25, color=colour, linewidths=0)
+        means = df.groupby("length")["kl"].mean()
+        ax.plot(means.index, means.to_numpy(), color=colour, marker="o", markersize=3,
+                label=f"{name}: mean per length")
+    ax.set_xlabel("sentence length (tokens)")
+    ax.set_ylabel(KL_LABEL)
+    _legend(ax, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def per_dim_columns(df: pd.DataFrame) -> list[str]:
+    """The per-dimension KL columns ``kl_0 … kl_{nz−1}`` of a :func:`kl_per_example` table, in order."""
+    cols = [c for c in df.columns if c.startswith("kl_") and c[3:].isdigit()]
+    return sorted(cols, key=lambda c: int(c[3:]))
+
+
+def per_dim_kl(df_by_model: Mapping[str, pd.DataFrame], ax=None, sort: bool = True,
+               threshold: float | None = None) -> Figure:
+    """Mean KL of each latent dimension, ``E_x KL(q(z_j|x) ‖ N(0,1))``, one line per model.
+
+    ``sort``: dimensions ordered by decreasing KL within each model (a "scree" plot); a collapsed
+    model is flat at 0. ``threshold``: a horizontal reference (e.g. BN-VAE's γ²/2 per dimension)."""
+    fig, ax = _new_axes(ax, figsize=(6.5, 4.0))
+    if not df_by_model:
+        raise ValueError("per_dim_kl: no models given")
+    for colour, (name, df) in zip(palette(len(df_by_model)), df_by_model.items()):
+        cols = per_dim_columns(df)
+        if not cols:
+            raise ValueError(f"per_dim_kl: table of {name!r} has no kl_0 … kl_(nz-1) columns")
+        means = df[cols].mean().to_numpy(float)
+        if sort:
+            means = np.sort(means)[::-1]
+        ax.plot(np.arange(len(means)), means, color=colour, marker="o", markersize=3,
+                label=f"{name} (total {means.sum():.2f} nats)")
+    if threshold is not None:
+        ax.axhline(threshold, color="black", linestyle=":", label=f"γ²/2 = {threshold:.3f} nats")
+    ax.set_xlabel("latent dimension j" + (" (sorted by KL)" if sort else ""))
+    ax.set_ylabel("mean KL of dimension j (nats)")
+    ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
+    _legend(ax, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def nominal_bound(gammas, nz: int) -> np.ndarray:
+    """BN-VAE's lower bound on the expected KL of a training batch, ``n γ²/2`` nats (Zhu et al. §3.2)."""
+    return 0.5 * nz * np.asarray(gammas, dtype=float) ** 2
+
+
+def gamma_bound(gammas: Sequence[float] | None = None, measured_train_kl: Sequence[float] | None = None,
+                measured_eval_kl: Sequence[float] | None = None, nz: int = 32, ax=None,
+                gamma_grid: Sequence[float] | None = None,
+                extra_points: Mapping[str, Sequence[float]] | None = None,
+                highlight: float | None = None) -> Figure:
+    """The theoretical curve ``n γ²/2`` against γ, with measured KLs as points.
+
+    ``gammas``: the γ of each measured run; ``measured_train_kl``: train-mode KL (BN with batch
+    statistics: the bound holds) — filled circles; ``measured_eval_kl``: eval-mode KL (running
+    statistics: approximate) — open squares; ``extra_points``: label → values aligned with
+    ``gammas`` (e.g. the smallest batch KL); ``highlight``: marks one γ on the curve (the slider
+    of :mod:`bnvae_core.widgets`)."""
+    fig, ax = _new_axes(ax, figsize=(6.0, 4.2))
+    lo = min([0.0] + list(gammas or []))
+    hi = max([1.0] + list(gammas or []) + ([highlight] if highlight is not None else []))
+    grid = np.asarray(gamma_grid if gamma_grid is not None else np.linspace(lo, hi * 1.05, 200), float)
+    colours = palette(4 + len(extra_points or {}))
+    ax.plot(grid, nominal_bound(grid, nz), color="black", label=f"bound n γ²/2 (n = {nz})")
+    for (label, values, style), colour in zip(
+            [("train-mode KL (batch statistics)", measured_train_kl, dict(marker="o")),
+             ("eval-mode KL (running statistics)", measured_eval_kl,
+              dict(marker="s", markerfacecolor="none", markeredgewidth=1.5))]
+            + [(k, v, dict(marker="^")) for k, v in (extra_points or {}).items()], colours):
+        if values is None:
+            continue
+        if gammas is None or len(values) != len(gammas):
+            raise ValueError(f"gamma_bound: {label}: need one value per gamma ({len(gammas or [])})")
+        ax.plot(gammas, values, linestyle="none", color=colour, markersize=7, label=label, **style)
+    if highlight is not None:
+        ax.plot([highlight], nominal_bound([highlight], nz), marker="*", markersize=14, color=colours[-1],
+                linestyle="none", label=f"γ = {highlight:.2f}: {nominal_bound([highlight], nz)[0]:.2f} nats")
+    ax.set_xlabel("γ (fixed BN scale of μ)")
+    ax.set_ylabel("KL per sentence (nats)")
+    ax.set_xlim(grid[0], grid[-1])
+    ax.set_ylim(bottom=0)
+    _legend(ax, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def kl_floor_vs_spread(batch_var: Sequence[float], measured_floor: Sequence[float], gamma: float, nz: int,
+                       eps: float = 1e-5, ax=None) -> Figure:
+    """BN's KL floor against the spread of the pre-BN means: where the nominal bound fails.
+
+    ``batch_var``: the (mean over dimensions) biased batch variance s² of the pre-BN μ of each
+    crafted batch; ``measured_floor``: its ``½ mean_B ‖μ̂‖²`` (nats). Curve: the exact floor
+    ``n γ² s²/(s²+ε) / 2`` (β = 0); horizontal: the nominal ``n γ²/2``; vertical: s² = ε."""
+    fig, ax = _new_axes(ax, figsize=(6.0, 4.0))
+    batch_var = np.asarray(batch_var, float)
+    grid = np.geomspace(max(batch_var.min(), 1e-12) / 3, batch_var.max() * 3, 200)
+    c = palette(2)
+    ax.plot(grid, 0.5 * nz * gamma ** 2 * grid / (grid + eps), color=c[0],
+            label="exact floor ½ n γ² s²/(s²+ε)")
+    ax.plot(batch_var, measured_floor, "o", color=c[1], label="crafted batches: ½ mean ‖μ̂‖²")
+    ax.axhline(0.5 * nz * gamma ** 2, color="black", linestyle=":", label=f"nominal n γ²/2 = {0.5 * nz * gamma ** 2:.2f} nats")
+    ax.axvline(eps, color="grey", linestyle="--", linewidth=1, label=f"s² = ε = {eps:g}")
+    ax.set_xscale("log")
+    ax.set_xlabel("batch variance s² of the pre-BN means (mean over dimensions)")
+    ax.set_ylabel("KL floor of the batch (nats)")
+    _legend(ax, fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def mu_before_after_bn(mu_pre: np.ndarray, mu_post: np.ndarray, gamma: float | None = None,
+                       axes=None, bins: int = 60) -> Figure:
+    """What BN does to the posterior means: three panels.
+
+    ``mu_pre``, ``mu_post``: (N, nz) μ before BN (``model.encoder``) and after (``model.encode``).
+    Left/middle: histograms of all N·nz entries before and after (after: with the prior N(0, 1)
+    for reference). Right: per dimension, ``½ mean_x μ_j²`` before and after BN — the part of the
+    KL that μ alone forces, in nats; BN pins it near ``(γ² + β_j²)/2`` (dotted: γ²/2)."""
+    mu_pre, mu_post = np.asarray(mu_pre, float), np.asarray(mu_post, float)
+    if mu_pre.ndim != 2 or mu_pre.shape != mu_post.shape:
+        raise ValueError(f"mu_before_after_bn: need two (N, nz) arrays of equal shape, "
+                         f"got {mu_pre.shape} and {mu_post.shape}")
+    fig, axes = _new_axes(axes, nrows=1, ncols=3, figsize=(14.0, 3.8))
+    a_pre, a_post, a_dim = np.ravel(axes)[:3]
+    c = palette(3)
+    a_pre.hist(mu_pre.ravel(), bins=bins, density=True, color=c[0], alpha=0.8, label="before BN")
+    a_pre.set_xlabel("μ_j(x) before BN (latent units)")
+    a_pre.set_ylabel("density")
+    a_pre.set_title(f"before BN: sd {mu_pre.std():.3g}")
+    a_pre.legend(fontsize="small")
+    a_post.hist(mu_post.ravel(), bins=bins, density=True, color=c[1], alpha=0.8, label="after BN")
+    xs = np.linspace(min(-3.0, mu_post.min()), max(3.0, mu_post.max()), 200)
+    a_post.plot(xs, np.exp(-xs ** 2 / 2) / np.sqrt(2 * np.pi), color="black", linestyle=":", label="prior N(0, 1)")
+    a_post.set_xlabel("μ̂_j(x) after BN (latent units)")
+    a_post.set_ylabel("density")
+    a_post.set_title(f"after BN: sd {mu_post.std():.3g}")
+    a_post.legend(fontsize="small")
+    j = np.arange(mu_pre.shape[1])
+    a_dim.plot(j, 0.5 * (mu_pre ** 2).mean(0), marker="o", markersize=3, color=c[0], label="before BN")
+    a_dim.plot(j, 0.5 * (mu_post ** 2).mean(0), marker="o", markersize=3, color=c[1], label="after BN")
+    if gamma is not None:
+        a_dim.axhline(gamma ** 2 / 2, color="black", linestyle=":", label=f"γ²/2 = {gamma ** 2 / 2:.3f} nats")
+    a_dim.set_xlabel("latent dimension j")
+    a_dim.set_ylabel("½ mean μ_j² (nats)")
+    a_dim.set_title("KL floor per dimension")
+    a_dim.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def gamma_explorer(gamma: float, mu_hat: np.ndarray, nz: int, beta: np.ndarray | None = None,
+                   axes=None, gamma_max: float = 1.5, bins: int = 60) -> Figure:
+    """The two views the γ slider redraws (:class:`bnvae_core.widgets.GammaExplorer`).
+
+    Left: the bound ``n γ²/2`` against γ with the current γ starred and the measured
+    ``½ mean_x ‖μ̂(x)‖²`` of ``mu_hat`` (N, nz) — the KL floor this γ forces on the batch.
+    Right: the histogram of all entries of ``mu_hat`` with the prior N(0, 1). ``beta`` (nz,):
+    the learned shift, shown as the exact floor ``½ Σ_j (γ² + β_j²)``."""
+    mu_hat = np.asarray(mu_hat, float)
+    fig, axes = _new_axes(axes, nrows=1, ncols=2, figsize=(11.0, 3.8))
+    a_bound, a_hist = np.ravel(axes)[:2]
+    gamma_bound(nz=nz, ax=a_bound, gamma_grid=np.linspace(0, gamma_max, 200), highlight=gamma)
+    c = palette(6)
+    floor = 0.5 * float((mu_hat ** 2).sum(1).mean())
+    a_bound.plot([gamma], [floor], marker="o", color=c[1], linestyle="none",
+                 label=f"½ mean ‖μ̂‖² = {floor:.2f} nats")
+    if beta is not None:
+        exact = 0.5 * float(nz * gamma ** 2 + (np.asarray(beta, float) ** 2).sum())
+        a_bound.plot([gamma], [exact], marker="x", color=c[2], markersize=9, linestyle="none",
+                     label=f"½ Σ(γ² + β²) = {exact:.2f} nats (if s² ≫ ε)")
+    a_bound.legend(fontsize="small")
+    a_hist.hist(mu_hat.ravel(), bins=bins, density=True, color=c[0], alpha=0.8, label=f"μ̂_j(x), γ = {gamma:.2f}")
+    xs = np.linspace(-3.0, 3.0, 200)
+    a_hist.plot(xs, np.exp(-xs ** 2 / 2) / np.sqrt(2 * np.pi), color="black", linestyle=":", label="prior N(0, 1)")
+    a_hist.set_xlim(-3.0, 3.0)
+    a_hist.set_xlabel("μ̂_j(x) after BN (latent units)")
+    a_hist.set_ylabel("density")
+    a_hist.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+def save_figure(fig: Figure, directory: str | Path, name: str, dpi: int = 150) -> list[Path]:
+    """Write ``directory/name.png`` and ``directory/name.svg`` (directory created); return both paths."""
+    if not name or "/" in name or "\\" in name:
+        raise ValueError(f"save_figure: name must be a plain file stem, got {name!r}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = [directory / f"{name}.png", directory / f"{name}.svg"]
+    fig.savefig(paths[0], dpi=dpi, bbox_inches="tight")
+    # no date and a fixed id salt: regenerating an unchanged figure gives the same SVG bytes,
+    # so `make figures` does not churn git (PNG output is already byte-stable)
+    with matplotlib.rc_context({"svg.hashsalt": name}):
+        fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None})
+    return paths
+
+
+def pareto_front(kl: Sequence[float], nll: Sequence[float]) -> np.ndarray:
+    """Indices of the non-dominated points when a larger KL and a smaller NLL are both better
+    (no other point has KL ≥ and NLL ≤ with one strict), sorted by KL."""
+    kl, nll = np.asarray(kl, float), np.asarray(nll, float)
+    keep = [i for i in range(len(kl))
+            if not any((kl[j] >= kl[i]) and (nll[j] <= nll[i]) and ((kl[j] > kl[i]) or (nll[j] < nll[i]))
+                       for j in range(len(kl)))]
+    return np.array(sorted(keep, key=lambda i: kl[i]), dtype=int)
+
+
+def kl_nll_frontier(results: pd.DataFrame, ax=None, x: str = "kl", y: str = "nll",
+                    frontier: bool = True) -> Figure:
+    """KL against NLL per method (the rate/fit trade-off): one colour per ``method``, each seed a
+    faint point, the mean over seeds a large marker with ± 1 std bars on both axes.
+
+    ``results``: one row per run with columns ``method`` and ``x``, ``y`` (nats; e.g.
+    :func:`bnvae_core.compare.compare`). ``frontier``: a dashed line through the methods no other
+    method beats on both axes (higher KL, lower NLL)."""
+    missing = [c for c in ("method", x, y) if c not in results.columns]
+    if missing:
+        raise ValueError(f"kl_nll_frontier: results lack column(s) {', '.join(missing)}")
+    if results.empty:
+        raise ValueError("kl_nll_frontier: no results")
+    fig, ax = _new_axes(ax, figsize=(7.0, 4.6))
+    grouped = results.groupby("method", sort=False)
+    means = grouped[[x, y]].mean()
+    stds = grouped[[x, y]].std(ddof=1).fillna(0.0)
+    markers = "osD^vP*Xph<>"
+    for i, (colour, method) in enumerate(zip(palette(len(means)), means.index)):
+        rows = results[results["method"] == method]
+        ax.scatter(rows[x], rows[y], s=12, alpha=0.35, color=colour, linewidths=0)
+        ax.errorbar(means.loc[method, x], means.loc[method, y], xerr=stds.loc[method, x],
+                    yerr=stds.loc[method, y], marker=markers[i % len(markers)], markersize=8,
+                    color=colour, capsize=3, linestyle="none", label=method)
+    if frontier and len(means) > 1:
+        front = pareto_front(means[x].to_numpy(), means[y].to_numpy())
+        ax.plot(means[x].to_numpy()[front], means[y].to_numpy()[front], color="grey", linestyle="--",
+                linewidth=1, zorder=0, label="frontier (higher KL, lower NLL)")
+    names = {"kl": "KL(q(z|x) ‖ p(z)) per sentence (nats)", "nll": "NLL −log p(x), IW estimate (nats per sentence)",
+             "mi": "mutual information I(x; z) (nats)"}
+    ax.set_xlabel(names.get(x, f"{x} (nats)"))
+    ax.set_ylabel(names.get(y, f"{y} (nats)"))
+    ax.legend(fontsize="small", bbox_to_anchor=(1.02, 1), loc="upper left", borderaxespad=0)
+    fig.tight_layout()
+    return fig
+
+
+def kl_schedules(weights: Mapping[str, Sequence[float]], steps_per_epoch: int | None = None, ax=None) -> Figure:
+    """KL weight w_t against the training step, one line per schedule (name → weights per step,
+    e.g. from :mod:`bnvae_core.schedules`); ``steps_per_epoch`` adds epoch boundaries (dotted)."""
+    if not weights:
+        raise ValueError("kl_schedules: no schedules given")
+    fig, ax = _new_axes(ax, figsize=(7.0, 3.6))
+    longest = 0
+    for colour, (name, w) in zip(palette(len(weights)), weights.items()):
+        w = np.asarray(w, float)
+        longest = max(longest, len(w))
+        ax.plot(np.arange(len(w)), w, color=colour, linewidth=1.8, label=name)
+    if steps_per_epoch:
+        for e in range(steps_per_epoch, longest, steps_per_epoch):
+            ax.axvline(e, color="grey", linestyle=":", linewidth=0.8)
+    ax.set_xlabel("training step t (mini-batches)" + (f"; dotted: epochs of {steps_per_epoch} steps"
+                                                     if steps_per_epoch else ""))
+    ax.set_ylabel("KL weight w_t (multiplies KL in nats)")
+    ax.set_ylim(-0.03, 1.05)
+    _legend(ax, fontsize="small", loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def posterior_mean_space(snapshots: pd.DataFrame, dim: int = 0, axes=None, max_snapshots: int = 4) -> Figure:
+    """He et al. (2019, Fig. 1) posterior-mean space: per sentence, the approximate posterior mean
+    μ_x,φ = E_q[z_dim] (x axis) against the model posterior mean μ_x,θ = E_p(z|x)[z_dim] (y axis),
+    one panel per model (``snapshots['model']``), colour = training step; the diagonal is where
+    the encoder matches the model (no lag); collapse puts every point at the origin.
+
+    ``snapshots``: columns ``model, step, sentence, q_mean_<dim>, p_mean_<dim>`` (from
+    :func:`bnvae_core.lagging.posterior_mean_snapshots`); at most ``max_snapshots`` steps per model
+    are drawn (evenly spaced, the last included)."""
+    qc, pc = f"q_mean_{dim}", f"p_mean_{dim}"
+    missing = [c for c in ("model", "step", "sentence", qc, pc) if c not in snapshots.columns]
+    if missing:
+        raise ValueError(f"posterior_mean_space: snapshots lack column(s) {', '.join(missing)}")
+    models = list(dict.fromkeys(snapshots["model"]))
+    if not models:
+        raise ValueError("posterior_mean_space: no snapshots")
+    fig, axes = _new_axes(axes, nrows=1, ncols=len(models), figsize=(4.2 * len(models), 4.0))
+    flat = np.ravel(axes) if not isinstance(axes, Axes) else [axes]
+    for ax, model in zip(flat, models):
+        rows = snapshots[snapshots["model"] == model]
+        steps = np.sort(rows["step"].unique())
+        if len(steps) > max_snapshots:
+            steps = steps[np.unique(np.linspace(0, len(steps) - 1, max_snapshots).round().astype(int))]
+        colours = sns.color_palette("viridis", n_colors=len(steps))
+        for colour, step in zip(colours, steps):
+            r = rows[rows["step"] == step]
+            ax.scatter(r[qc], r[pc], s=10, alpha=0.7, color=colour, linewidths=0, label=f"step {int(step)}")
+        values = np.concatenate([rows[qc].to_numpy(float), rows[pc].to_numpy(float)])
+        lim = max(float(np.nanmax(np.abs(values))) if values.size else 1.0, 1e-3) * 1.1
+        ax.plot([-lim, lim], [-lim, lim], color="black", linestyle=":", linewidth=1, label="μ_x,θ = μ_x,φ")
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_aspect("equal")
+        ax.set_title(str(model))
+        ax.set_xlabel(f"approximate posterior mean E_q[z_{dim}] (latent units)")
+        ax.set_ylabel(f"model posterior mean E_p(z|x)[z_{dim}] (latent units)")
+        _legend(ax, fontsize="x-small", loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def lagging_gap(snapshots: pd.DataFrame, ax=None) -> Figure:
+    """Left: mean over sentences of ‖E_p(z|x)[z] − E_q[z]‖ (the lag of the encoder behind the model);
+    right: the spread of the codes over sentences, sqrt(Σ_j Var_x E_q[z_j]) (0: every sentence gets the
+    same code, i.e. no information in z — collapse), both against the training step, per model.
+
+    ``snapshots``: columns ``model, step, gap`` and ``q_mean_0 … q_mean_{nz−1}`` (one row per model,
+    step and sentence; :func:`bnvae_core.lagging.posterior_mean_snapshots`)."""
+    q_cols = [c for c in snapshots.columns if c.startswith("q_mean_")]
+    missing = [c for c in ("model", "step", "gap") if c not in snapshots.columns] + ([] if q_cols else ["q_mean_0"])
+    if missing:
+        raise ValueError(f"lagging_gap: snapshots lack column(s) {', '.join(missing)}")
+    fig, axes = _new_axes(ax, nrows=1, ncols=2, figsize=(11.0, 3.8))
+    a_gap, a_spread = np.ravel(axes)[:2]
+    grouped = snapshots.groupby(["model", "step"], sort=False)
+    means = grouped["gap"].mean().rename("gap").to_frame()
+    means["spread"] = np.sqrt(grouped[q_cols].var(ddof=0).sum(axis=1))
+    means = means.reset_index()
+    models = list(dict.fromkeys(snapshots["model"]))
+    for colour, model in zip(palette(len(models)), models):
+        r = means[means["model"] == model].sort_values("step")
+        a_gap.plot(r["step"], r["gap"], marker="o", markersize=3, color=colour, label=str(model))
+        a_spread.plot(r["step"], r["spread"], marker="o", markersize=3, color=colour, label=str(model))
+    a_gap.set_xlabel("training step t (mini-batches)")
+    a_gap.set_ylabel("mean ‖E_p(z|x)[z] − E_q[z]‖ (latent units)")
+    a_gap.set_title("lag of the encoder behind the model")
+    a_spread.set_xlabel("training step t (mini-batches)")
+    a_spread.set_ylabel("spread of E_q[z] over sentences (latent units)")
+    a_spread.set_title("how much the codes differ between sentences")
+    for a in (a_gap, a_spread):
+        a.set_ylim(bottom=0)
+        _legend(a, fontsize="small")
+    fig.tight_layout()
+    return fig
