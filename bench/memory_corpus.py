@@ -76,7 +76,7 @@ def measure(directory: str) -> dict:
     """Run in a fresh process: time and peak RSS of loading and of one batching epoch."""
     import torch
 
-    from bnvae_core.data import bucket_batches, load_corpus, make_batch
+    from bnvae_core.data.corpus import bucket_batches, load_corpus, make_batch
     torch.set_num_threads(1)
     _reset_peak()
     base = _status_kb("VmRSS")

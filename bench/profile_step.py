@@ -15,15 +15,14 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from bnvae_core import benchmark  # noqa: E402  (first: OpenMP wait policy before torch loads)
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from bnvae_core.config import TrainConfig  # noqa: E402
-from bnvae_core.metrics import iw_nll  # noqa: E402
-from bnvae_core.train import corpus_for  # noqa: E402
+from bnvae_core.experiments import benchmark  # noqa: E402  (first: OpenMP wait policy before torch loads)
+from bnvae_core.metrics.text import iw_nll  # noqa: E402
+from bnvae_core.training.loop import corpus_for  # noqa: E402
 
 SIZES = dict(emb_dim=128, hidden_dim=512, nz=32, batch_size=32, max_vocab=5000, device="cpu")
 

@@ -49,14 +49,13 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from bnvae_core import benchmark  # noqa: E402  (first: sets the OpenMP wait policy before torch loads)
-
 import torch  # noqa: E402
-
 from baseline import BaselineBench  # noqa: E402
-from bnvae_core import model as model_module  # noqa: E402
+
 from bnvae_core.config import TrainConfig  # noqa: E402
-from bnvae_core.train import corpus_for  # noqa: E402
+from bnvae_core.experiments import benchmark  # noqa: E402  (first: sets the OpenMP wait policy before torch loads)
+from bnvae_core.models import text_vae as model_module  # noqa: E402
+from bnvae_core.training.loop import corpus_for  # noqa: E402
 
 #: the paper's short-Yelp sizes (Zhu et al. 2020, after He et al. 2019)
 ISSUE_SIZES = dict(emb_dim=128, hidden_dim=512, nz=32, batch_size=32, max_vocab=5000, max_train=8000,
@@ -410,7 +409,7 @@ def _synthetic_corpus(n_train: int, root: Path) -> Path:
 
 
 def _memory_child(data: str, sizes: dict) -> dict:
-    from bnvae_core.train import corpus_for as load
+    from bnvae_core.training.loop import corpus_for as load
     config = TrainConfig(**{**sizes, "data": data, "max_train": None, "max_eval": None})
     res = benchmark.run_benchmark(config, threads=1, gemm_seconds=0.05, steps=5, warmup_steps=1, iw_sentences=0)
     train = load(config).train

@@ -246,12 +246,18 @@ def _range_problems(f: dataclasses.Field, value) -> list[str]:
         return []
     if not math.isfinite(value):
         return [f"{f.name} must be a finite number, got {value}"]
-    for key, ok, word in (("minimum", lambda b: value >= b, ">="), ("maximum", lambda b: value <= b, "<="),
-                          ("above", lambda b: value > b, ">"), ("below", lambda b: value < b, "<")):
-        if m[key] is not None and not ok(m[key]):
-            hint = " (or 0: no limit)" if m["zero_is_none"] else ""
-            return [f"{f.name} must be {word} {m[key]:g}{hint}, got {value}"]
-    return []
+    low = ("[", m["minimum"], value >= m["minimum"]) if m["minimum"] is not None else \
+        ("(", m["above"], value > m["above"]) if m["above"] is not None else None
+    high = (m["maximum"], "]", value <= m["maximum"]) if m["maximum"] is not None else \
+        (m["below"], ")", value < m["below"]) if m["below"] is not None else None
+    if (low is None or low[2]) and (high is None or high[2]):
+        return []
+    if low is not None and high is not None:
+        return [f"{f.name} must be in {low[0]}{low[1]:g}, {high[0]:g}{high[1]}, got {value}"]
+    hint = " (or None: no limit; 0 on the command line)" if m["zero_is_none"] else ""
+    if low is not None:
+        return [f"{f.name} must be {'>=' if low[0] == '[' else '>'} {low[1]:g}{hint}, got {value}"]
+    return [f"{f.name} must be {'<=' if high[1] == ']' else '<'} {high[0]:g}, got {value}"]
 
 
 #: overrides that shrink any config to *smoke size* (CI): seconds instead of minutes

@@ -2,7 +2,7 @@
 
 ``config.precision == 'bf16'`` runs matrix multiplies and LSTMs under
 ``torch.autocast(device, bfloat16)``; μ, log σ² and the logits are cast back to fp32, so the
-KL, the BN head and the log-softmax stay in full precision (see :mod:`bnvae_core.model`).
+KL, the BN head and the log-softmax stay in full precision (see :mod:`bnvae_core.models.text_vae`).
 
 Not every machine can do that. On the CPU, PyTorch's LSTM under bf16 autocast goes to oneDNN,
 which has bf16 LSTM kernels only on cores with AVX-512 (native on AVX512-BF16 or AMX-BF16);
@@ -10,7 +10,7 @@ elsewhere (x86-64-v2/v3, most laptops) the first forward fails with *"could not 
 primitive descriptor for the LSTM forward propagation primitive"*. So bf16 is checked once
 per device before any work starts (:func:`bf16_unavailable_reason`): a tiny bf16 LSTM forward
 and backward is run, and if it fails, ``--bf16`` is refused with one line naming the missing
-CPU features (:class:`~bnvae_core.config.ConfigError`, exit status 2 on the command line) —
+CPU features (:class:`~bnvae_core.errors.ConfigError`, exit status 2 on the command line) —
 never a oneDNN traceback, never a silent fall-back to another precision.
 
 ``BNVAE_NO_BF16=1`` in the environment makes this machine behave as one without bf16 kernels
@@ -22,11 +22,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import torch
 from pathlib import Path
 
-from .errors import ConfigError
+import torch
 
+from .errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16")
 

@@ -11,7 +11,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Callable, IO
+from typing import IO, Callable
 
 from .errors import RunError
 

@@ -8,8 +8,8 @@ import pytest
 os.environ.setdefault("BNVAE_CACHE", os.path.join(os.path.dirname(__file__), "..", ".cache", "test-runs"))
 
 from bnvae_core.config import TrainConfig  # noqa: E402
-from bnvae_core.precision import bf16_unavailable_reason  # noqa: E402
-from bnvae_core.train import train  # noqa: E402
+from bnvae_core.devices import bf16_unavailable_reason  # noqa: E402
+from bnvae_core.training.loop import train  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):

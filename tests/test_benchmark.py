@@ -5,20 +5,24 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-
-import bnvae_core.model as model_module
-from bnvae_core import benchmark
-from bnvae_core.cli import main
-from bnvae_core.config import ConfigError, TrainConfig
-from bnvae_core.data import iterate_batches, load_corpus, make_batch
-from bnvae_core.metrics import elbo, iw_nll
-from bnvae_core.model import TextVAE
-from bnvae_core.objectives import make_method
-from bnvae_core.train import bucket_batches
 from conftest import TINY
+
+import bnvae_core.models.text_vae as model_module
+from bnvae_core.cli.main import main
+from bnvae_core.config import TrainConfig
+from bnvae_core.data.corpus import (
+    bucket_batches,
+    iterate_batches,
+    load_corpus,
+    make_batch,
+)
+from bnvae_core.devices import autocast_context
+from bnvae_core.errors import ConfigError
+from bnvae_core.experiments import benchmark
+from bnvae_core.methods import make_method
+from bnvae_core.metrics.text import elbo, iw_nll
 
 REQUIRED_KEYS = ("train_tokens_per_s", "train_step_ms_median", "iwnll_sentences_per_s", "peak_rss_mb",
                  "torch_threads", "device", "vocab_size", "gemm_gflops", "flop_utilization")
@@ -68,7 +72,7 @@ def test_flop_count_of_linear_layers_agrees_with_torch_flop_counter():
     from torch.utils.flop_counter import FlopCounterMode
     config = TrainConfig(model="vae", **SMALL)
     V = 50
-    model = TextVAE(config, V).eval()
+    model = make_method(config).build_model(V).eval()
     tokens = torch.randint(4, V, (3, 5))
     lengths = torch.tensor([5, 5, 5])
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
@@ -152,7 +156,7 @@ def test_eval_nll_path_equals_cross_entropy_path(small_corpus, monkeypatch):
     monkeypatch.setattr(model_module, "EVAL_ROWS_PER_PASS", 5)
     monkeypatch.setattr(model_module, "EVAL_TOKENS_PER_BLOCK", 7)
     torch.manual_seed(0)
-    model = TextVAE(TrainConfig(model="bnvae", **SMALL), len(small_corpus.vocab)).eval()
+    model = make_method(TrainConfig(model="bnvae", **SMALL)).build_model(len(small_corpus.vocab)).eval()
     for p in model.parameters():
         if p.requires_grad:
             torch.nn.init.uniform_(p, -0.3, 0.3)
@@ -209,7 +213,7 @@ def test_bf16_training_step_matches_fp32(small_corpus):
     (cosine > 0.99), and the loss terms come back in fp32."""
     config = TrainConfig(model="bnvae", **{**SMALL, "dropout_in": 0.0, "dropout_out": 0.0})
     torch.manual_seed(0)
-    model = TextVAE(config, len(small_corpus.vocab)).train()
+    model = make_method(config).build_model(len(small_corpus.vocab)).train()
     for p in model.parameters():
         if p.requires_grad:
             torch.nn.init.uniform_(p, -0.2, 0.2)
@@ -220,7 +224,7 @@ def test_bf16_training_step_matches_fp32(small_corpus):
     for precision in ("fp32", "bf16"):
         model.zero_grad()
         torch.manual_seed(1)                                   # same z sample
-        with model_module.autocast_context(config.replace(precision=precision), "cpu"):
+        with autocast_context(config.replace(precision=precision), "cpu"):
             terms = method.loss(model, b.tokens, b.lengths, 1.0)
         assert terms.loss.dtype == terms.rec.dtype == terms.kl.dtype == torch.float32
         terms.loss.backward()
@@ -235,7 +239,7 @@ def test_bf16_training_step_matches_fp32(small_corpus):
 def test_bf16_training_run_ends_within_seed_noise(tmp_path):
     """A short bf16 training run lands where fp32 runs land: its validation reconstruction is
     within the spread of two fp32 seeds (plus 3 %)."""
-    from bnvae_core.train import train
+    from bnvae_core.training.loop import train
     base = dict(TINY, max_train=600, max_eval=150, epochs=3)
     rec = {}
     for name, kw in (("fp32-0", {}), ("fp32-1", {"seed": 1}), ("bf16-0", {"precision": "bf16"})):
@@ -246,7 +250,8 @@ def test_bf16_training_run_ends_within_seed_noise(tmp_path):
 
 
 def test_bf16_flag_reaches_the_config():
-    from bnvae_core.cli import build_parser, config_from_args
+    from bnvae_core.cli.args import config_from_args
+    from bnvae_core.cli.main import build_parser
     args = build_parser().parse_args(["train", "--out", "x", "--bf16"])
     assert config_from_args(args).precision == "bf16"
     args = build_parser().parse_args(["train", "--out", "x"])

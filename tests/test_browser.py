@@ -24,8 +24,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
-from browser_helpers import JupyterLab, LabNotebook, copy_notebooks, launch_chromium, missing_requirements
+from browser_helpers import (
+    JupyterLab,
+    LabNotebook,
+    copy_notebooks,
+    launch_chromium,
+    missing_requirements,
+)
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(missing_requirements() is not None, reason=str(missing_requirements()))]

@@ -4,12 +4,18 @@ import json
 import numpy as np
 import pytest
 import torch
-
-from bnvae_core.classify import (few_label_accuracy, labelled_data, sample_labelled, summarize)
-from bnvae_core.cli import main
-from bnvae_core.config import ConfigError, TrainConfig
-from bnvae_core.train import train
 from conftest import write_corpus
+
+from bnvae_core.analysis.classify import (
+    few_label_accuracy,
+    labelled_data,
+    sample_labelled,
+    summarize,
+)
+from bnvae_core.cli.main import main
+from bnvae_core.config import TrainConfig
+from bnvae_core.errors import ConfigError
+from bnvae_core.training.loop import train
 
 ANIMALS = "cat dog horse cow sheep goat lion tiger bear wolf fox deer".split()
 ANIMAL_WORDS = "runs barks eats grass hunts sleeps roars in the forest field den".split()

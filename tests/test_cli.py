@@ -15,11 +15,13 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from bnvae_core import cli
-from bnvae_core.train import read_metrics
 from conftest import write_corpus
 from test_reliability import without_timing, write_toy_corpus
+
+from bnvae_core.cli import main as cli
+from bnvae_core.cli.args import config_from_args
+from bnvae_core.io import read_jsonl as read_metrics
+from bnvae_core.methods import make_method
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_FLAGS = ["--max-train", "200", "--max-eval", "50", "--emb-dim", "16", "--hidden-dim", "32", "--epochs", "2",
@@ -180,8 +182,8 @@ def test_bad_corpus_in_a_real_process_has_no_traceback(tmp_path):
     (["--kl-start", "1.5"], "kl_start must be in [0, 1]"),
 ])
 def test_bad_arguments_fail_before_any_work(tmp_path, capsys, monkeypatch, flags, expected):
-    import bnvae_core.train as train_module
-    monkeypatch.setattr(train_module, "corpus_for", lambda *a, **k: pytest.fail("work started"))
+    import bnvae_core.methods.base as base_module
+    monkeypatch.setattr(base_module, "cached_corpus", lambda *a, **k: pytest.fail("work started"))
     out = tmp_path / "run"
     _fails_cleanly(capsys, ["train", *TINY_FLAGS, *flags, "--out", str(out)], expected, out_dir=out)
 
@@ -189,7 +191,8 @@ def test_bad_arguments_fail_before_any_work(tmp_path, capsys, monkeypatch, flags
 def test_documented_argument_choices_that_are_not_errors():
     """γ is unused by the plain VAE (γ = 0 is fine there), and the VAE trains with batch size 1."""
     args = cli.build_parser().parse_args(["train", "--model", "vae", "--gamma", "0", "--batch-size", "1"])
-    config = cli.config_from_args(args)
+    config = config_from_args(args)
+    make_method(config)                                              # no method-level problem either
     assert config.model == "vae" and config.gamma == 0 and config.batch_size == 1
 
 
@@ -229,8 +232,17 @@ def test_nonfinite_training_exits_2_and_leaves_no_folder(tmp_path, capsys):
                    "non-finite", "epoch 1, step", "none yet", out_dir=out)
 
 
-def test_epochs_flag_forms_are_recognised_on_resume():
-    assert cli._option_given(["--resume", "d", "--epochs", "3"], "--epochs")
-    assert cli._option_given(["--resume", "d", "--epochs=3"], "--epochs")
-    assert cli._option_given(["--resume", "d", "--epo", "3"], "--epochs")
-    assert not cli._option_given(["--resume", "d", "--emb-dim", "3"], "--epochs")
+def test_resume_takes_epochs_and_device_and_refuses_other_settings(tmp_path, capsys):
+    """--resume continues the saved run: --epochs (any spelling argparse accepts) and --device may
+    change; any other setting is refused in one line instead of being silently ignored."""
+    from bnvae_core.cli.commands.train import resume_config
+    out = tmp_path / "run"
+    assert cli.main(["train", *TINY_FLAGS, "--epochs", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    for flags in (["--epochs", "3"], ["--epochs=3"], ["--epo", "3"]):
+        args = cli.build_parser().parse_args(["train", "--resume", str(out), *flags])
+        assert resume_config(args).epochs == 3
+    args = cli.build_parser().parse_args(["train", "--resume", str(out)])
+    assert resume_config(args).epochs == 1
+    _fails_cleanly(capsys, ["train", "--resume", str(out), "--lr", "0.5", "--emb-dim", "8"],
+                   "only --epochs and --device may change", "--lr", "--emb-dim")

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_corpus
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bnvae_core.data import SPLITS, CorpusError, load_corpus, read_split_file
-from conftest import write_corpus
+from bnvae_core.data.corpus import SPLITS, load_corpus, read_split_file
+from bnvae_core.errors import CorpusError
 
 GOOD = "1\tthe cat sat\n2\ta dog ran\n1\tthe dog sat\n"
 

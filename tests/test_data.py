@@ -1,9 +1,16 @@
 import numpy as np
 import pytest
-
-from bnvae_core.data import (CorpusError, Vocab, bucket_batches, load_corpus, make_batch, read_split_file,
-                             tokenize)
 from conftest import write_corpus
+
+from bnvae_core.data.corpus import (
+    Vocab,
+    bucket_batches,
+    load_corpus,
+    make_batch,
+    read_split_file,
+    tokenize,
+)
+from bnvae_core.errors import CorpusError
 
 
 def test_tokenize_lowercases_and_splits_punctuation():

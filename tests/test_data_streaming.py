@@ -8,10 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from bnvae_core.data import EncodedSplit, Vocab, load_corpus, read_raw_corpus
-
 from conftest import write_corpus
+
+from bnvae_core.data.corpus import EncodedSplit, Vocab, load_corpus, read_raw_corpus
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -12,11 +12,23 @@ import pytest
 import torch
 from scipy import integrate, special, stats
 
-from bnvae_core.distributions import (
-    delta_vae_constrain, delta_vae_kl, delta_vae_sigma, delta_vae_sigma_bounds,
-    gaussian_kl, gaussian_kl_per_dim, gaussian_kl_two, gaussian_log_density,
-    log_bessel_iv, reparameterize, uniform_sphere_log_density, vmf_kl_to_uniform,
-    vmf_log_density, vmf_log_normalizer, vmf_mean_cosine, vmf_sample,
+from bnvae_core.models.distributions import (
+    delta_vae_constrain,
+    delta_vae_kl,
+    delta_vae_sigma,
+    delta_vae_sigma_bounds,
+    gaussian_kl,
+    gaussian_kl_per_dim,
+    gaussian_kl_two,
+    gaussian_log_density,
+    log_bessel_iv,
+    reparameterize,
+    uniform_sphere_log_density,
+    vmf_kl_to_uniform,
+    vmf_log_density,
+    vmf_log_normalizer,
+    vmf_mean_cosine,
+    vmf_sample,
 )
 
 F64 = torch.float64

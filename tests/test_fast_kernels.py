@@ -7,8 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bnvae_core.model import Decoder, RandDropout, _nll_from_softmax, linear_cross_entropy
-from bnvae_core.objectives import clip_gradients_
+from bnvae_core.models.layers import (
+    Decoder,
+    RandDropout,
+    _nll_from_softmax,
+    linear_cross_entropy,
+)
+from bnvae_core.training.step import clip_gradients_
 
 
 def _reference_nll(h, w, b, y):

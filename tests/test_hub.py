@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from bnvae_core import hub
-from bnvae_core.data import SPLITS, read_raw_corpus
+from bnvae_core.data import hub
+from bnvae_core.data.corpus import SPLITS, read_raw_corpus
 
 SPLIT_LINES = {
     "train": ["1\tthe food was great", "0\tthe service was slow", "1\tlovely place\twith tabs",

@@ -8,12 +8,16 @@ import numpy as np
 import pytest
 import torch
 
+from bnvae_core.analysis.lagging import (
+    lag_summary,
+    posterior_mean_snapshots,
+    posterior_means,
+)
 from bnvae_core.config import TrainConfig
-from bnvae_core.data import make_batch
-from bnvae_core.lagging import lag_summary, posterior_mean_snapshots, posterior_means
-from bnvae_core.metrics import eval_mode
-from bnvae_core.model import TextVAE
-from bnvae_core.train import corpus_for
+from bnvae_core.data.corpus import make_batch
+from bnvae_core.methods import make_method
+from bnvae_core.metrics.text import eval_mode
+from bnvae_core.training.loop import corpus_for
 
 MICRO = dict(data="wordnet", max_train=200, max_eval=40, max_tokens=12, max_vocab=500, emb_dim=16,
              hidden_dim=32, nz=1, epochs=1, warmup_epochs=0, device="cpu")
@@ -40,7 +44,7 @@ def informative_model():
     config = TrainConfig(model="vae", **MICRO)
     corpus = corpus_for(config)
     torch.manual_seed(0)
-    model = TextVAE(config, len(corpus.vocab))
+    model = make_method(config).build_model(len(corpus.vocab))
     with torch.no_grad():                     # make z matter: large weights from z into the decoder
         for name, p in model.named_parameters():
             if name == "decoder.z_to_state.weight":

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bnvae_core.figures import notebook_paths, run_notebook
+from bnvae_core.experiments.figures import notebook_paths, run_notebook
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 NOTEBOOKS = notebook_paths(NOTEBOOKS_DIR)

@@ -11,11 +11,12 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from conftest import TINY  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from bnvae_core import plots  # noqa: E402
-from bnvae_core.widgets import GammaExplorer, batch_normalize_means  # noqa: E402
-from conftest import TINY  # noqa: E402
+from bnvae_core.methods import make_method  # noqa: E402
+from bnvae_core.viz import plots  # noqa: E402
+from bnvae_core.viz.widgets import GammaExplorer, batch_normalize_means  # noqa: E402
 
 NZ = 4
 
@@ -257,8 +258,7 @@ def test_gamma_explorer_slider_redraws():
 
 def test_train_mode_batch_kl_bound_holds_and_model_untouched(tiny_bnvae):
     from bnvae_core.config import TrainConfig
-    from bnvae_core.metrics import train_mode_batch_kl
-    from bnvae_core.model import TextVAE
+    from bnvae_core.metrics.text import train_mode_batch_kl
     model = tiny_bnvae.model
     running, was_training = model.bn_head.bn.running_var.clone(), model.training
     table = train_mode_batch_kl(model, tiny_bnvae.corpus.valid, batch_size=32)
@@ -269,7 +269,7 @@ def test_train_mode_batch_kl_bound_holds_and_model_untouched(tiny_bnvae):
     assert torch.equal(model.bn_head.bn.running_var, running)          # running statistics unchanged
     assert model.training == was_training
     with pytest.raises(ValueError, match="BN head"):
-        train_mode_batch_kl(TextVAE(TrainConfig(model="vae", **TINY), 50), tiny_bnvae.corpus.valid)
+        train_mode_batch_kl(make_method(TrainConfig(model="vae", **TINY)).build_model(50), tiny_bnvae.corpus.valid)
 
 
 # --- comparison and lagging-encoder figures (notebooks 07, 08) -----------------------------------
@@ -301,7 +301,7 @@ def test_kl_nll_frontier():
 
 
 def test_kl_schedules():
-    from bnvae_core.schedules import cyclical_weight, linear_warmup_weight
+    from bnvae_core.methods.schedules import cyclical_weight, linear_warmup_weight
     T = 40
     fig = plots.kl_schedules({"warm-up": [linear_warmup_weight(t, 20) for t in range(T)],
                               "cyclical": [cyclical_weight(t, T, 2, 0.5) for t in range(T)]}, steps_per_epoch=10)

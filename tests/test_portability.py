@@ -12,8 +12,8 @@ import pytest
 import setuptools
 
 import bnvae_core
-from bnvae_core import precision
-from bnvae_core.cli import main
+from bnvae_core import devices as precision
+from bnvae_core.cli.main import main
 from bnvae_core.config import TRAINING_MATH_VERSION, TrainConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +77,7 @@ def test_bf16_refused_where_onednn_has_no_bf16_lstm(tmp_path):
 
 
 def test_fp32_runs_where_bf16_is_unavailable(no_bf16, tmp_path):
-    from bnvae_core.train import train
+    from bnvae_core.training.loop import train
     run = train(TrainConfig(model="bnvae", max_train=100, max_eval=20, epochs=1, emb_dim=8, hidden_dim=8,
                             device="cpu"), tmp_path / "run", progress=False)
     assert run.history_rows[-1]["split"] == "valid"
@@ -181,7 +181,7 @@ def _golden_numbers() -> dict:
 
     import torch
 
-    from bnvae_core.train import train
+    from bnvae_core.training.loop import train
     numbers = {}
     with tempfile.TemporaryDirectory() as tmp, torch.random.fork_rng():
         for model in ("vae", "bnvae"):

@@ -23,9 +23,14 @@ import numpy as np
 import pytest
 import torch
 
-from bnvae_core import cli, objectives
+from bnvae_core import methods as objectives
+from bnvae_core.cli import main as cli
 from bnvae_core.config import TrainConfig
-from bnvae_core.train import NonFiniteLossError, RunError, cached_run, load_run, read_metrics, train
+from bnvae_core.errors import NonFiniteLossError, RunError
+from bnvae_core.io import read_jsonl as read_metrics
+from bnvae_core.training.cache import cached_run
+from bnvae_core.training.loop import train
+from bnvae_core.training.run_folder import load_run
 
 REPO = Path(__file__).resolve().parent.parent
 TIMING = ("time_s", "tokens_per_s")
@@ -138,15 +143,15 @@ def test_every_piece_of_the_checkpoint_matters(toy, tmp_path, reference, tamper)
 
 def test_resume_refuses_a_different_config_and_says_what_differs(toy, tmp_path):
     out = tmp_path / "run"
-    train(toy_config(toy, epochs=1), out, progress=False)
+    train(toy_config(toy, epochs=2), out, progress=False)
     with pytest.raises(RunError, match=r"resume with a different config: hidden_dim: saved 32 vs 64"):
         train(toy_config(toy, hidden_dim=64), out, resume=True, progress=False)
-    with pytest.raises(RunError, match="already trained 1 epochs"):
-        train(toy_config(toy, epochs=0), out, resume=True, progress=False)
-    again = train(toy_config(toy, epochs=1), out, resume=True, progress=False)    # nothing left to do
-    assert len(again.history_rows) == 2 and (out / "model.pt").exists()
+    with pytest.raises(RunError, match="already trained 2 epochs"):
+        train(toy_config(toy, epochs=1), out, resume=True, progress=False)
+    again = train(toy_config(toy, epochs=2), out, resume=True, progress=False)    # nothing left to do
+    assert len(again.history_rows) == 4 and (out / "model.pt").exists()
     # config.json edited by hand: the checkpoint's own config catches it
-    toy_config(toy, epochs=1, hidden_dim=64).save(out / "config.json")
+    toy_config(toy, epochs=2, hidden_dim=64).save(out / "config.json")
     with pytest.raises(RunError, match=r"checkpoint from a different config: hidden_dim: saved 32 vs 64"):
         train(toy_config(toy, hidden_dim=64), out, resume=True, progress=False)
     with pytest.raises(RunError, match="nothing to resume"):
@@ -242,15 +247,15 @@ def test_interrupt_before_the_first_checkpoint_resumes_from_scratch(toy, tmp_pat
 def test_signal_while_saving_is_held_until_checkpoint_and_metrics_agree(toy, tmp_path, monkeypatch):
     """A signal that arrives while checkpoint.pt is written raises only after metrics.jsonl is
     written too, so the folder is never 'checkpoint at epoch 2, metrics at epoch 1'."""
-    import bnvae_core.train as train_module
-    original, saves = train_module.atomic_torch_save, {"n": 0}
+    import bnvae_core.training.run_folder as folder_module
+    original, saves = folder_module.atomic_torch_save, {"n": 0}
 
     def save_then_signal(obj, path):
         saves["n"] += 1
         if saves["n"] == 2:                      # the checkpoint of epoch 2
             os.kill(os.getpid(), signal.SIGTERM)
         original(obj, path)
-    monkeypatch.setattr(train_module, "atomic_torch_save", save_then_signal)
+    monkeypatch.setattr(folder_module, "atomic_torch_save", save_then_signal)
     out = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         train(toy_config(toy), out, progress=False)
@@ -295,8 +300,8 @@ def _poison_loss(monkeypatch, config, bad_steps, how="nan"):
 
 
 def _steps_per_epoch(config) -> int:
-    from bnvae_core.data import bucket_batches
-    from bnvae_core.train import corpus_for
+    from bnvae_core.data.corpus import bucket_batches
+    from bnvae_core.training.loop import corpus_for
     return len(bucket_batches(corpus_for(config).train, config.batch_size, drop_singletons=True))
 
 
@@ -405,8 +410,9 @@ def test_corrupt_cache_entry_is_retrained_not_loaded(cache_config, tmp_path, cor
 
 
 def test_bad_corpus_or_interrupt_leaves_no_cache_entry(toy, tmp_path, monkeypatch):
-    from bnvae_core.data import CorpusError
     from conftest import write_corpus
+
+    from bnvae_core.errors import CorpusError
     root = tmp_path / "cache"
     bad = write_corpus(tmp_path / "bad", "1\tthe cat\n", valid=b"1\t\xff\n")
     with pytest.raises(CorpusError, match=r"valid\.txt, line 1"):
@@ -422,7 +428,7 @@ def test_bad_corpus_or_interrupt_leaves_no_cache_entry(toy, tmp_path, monkeypatc
 def test_cache_hit_does_not_train(cache_config, tmp_path, monkeypatch):
     root = tmp_path / "cache"
     first = cached_run(cache_config, root=root, progress=False)
-    import bnvae_core.train as train_module
+    import bnvae_core.training.loop as train_module
     monkeypatch.setattr(train_module, "train", lambda *a, **k: pytest.fail("trained again"))
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -6,12 +6,17 @@ import random
 
 import pandas as pd
 import pytest
-
-from bnvae_core.cli import main
-from bnvae_core.config import SMOKE_SIZE, ConfigError, TrainConfig
-from bnvae_core.reproduce import FULL_DATA, dataset_settings, reproduce, reproduce_configs
-
 from conftest import write_corpus
+
+from bnvae_core.cli.main import main
+from bnvae_core.config import SMOKE_SIZE, TrainConfig
+from bnvae_core.errors import ConfigError
+from bnvae_core.experiments.reproduce import (
+    FULL_DATA,
+    dataset_settings,
+    reproduce,
+    reproduce_configs,
+)
 
 
 def test_dataset_settings_use_the_paper_presets():
@@ -31,7 +36,7 @@ def test_configs_per_method_and_seed():
     assert all(c.epochs == 3 and c.hidden_dim == SMOKE_SIZE["hidden_dim"] for c in configs)
     full = reproduce_configs("wordnet", ["bnvae"])[0]
     assert full.hash() == TrainConfig(model="bnvae").hash()      # the notebooks' cached model
-    with pytest.raises(ConfigError, match="unknown method"):
+    with pytest.raises(ConfigError, match="unknown model"):
         reproduce_configs("wordnet", ["nope"])
     with pytest.raises(ConfigError, match="conditional"):
         reproduce_configs("wordnet", ["cvae"])
@@ -68,7 +73,7 @@ def test_cli_wordnet_end_to_end(tmp_path, capsys):
     capsys.readouterr()
     assert pd.read_csv(out / "lm_runs.csv").nll.tolist() == pytest.approx(runs.nll.tolist())
     for run_dir in runs.run_dir:
-        assert list((tmp_path / "cache" / run_dir.rsplit("/", 1)[-1] / "reproduce").glob("eval-test-k5-*.json"))
+        assert list((tmp_path / "cache" / run_dir.rsplit("/", 1)[-1] / "eval").glob("test-K5-*.json"))
 
 
 def _labelled_lines(n: int, seed: int) -> str:
@@ -120,7 +125,8 @@ def test_cli_errors_exit_2(tmp_path, capsys):
 
 
 def test_cli_preset_fills_sizes_explicit_flags_win():
-    from bnvae_core.cli import build_parser, config_from_args
+    from bnvae_core.cli.args import config_from_args
+    from bnvae_core.cli.main import build_parser
     parser = build_parser()
     yahoo = config_from_args(parser.parse_args(["train", "--preset", "yahoo"]))
     assert (yahoo.emb_dim, yahoo.hidden_dim) == (512, 1024)

@@ -4,14 +4,21 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import TINY
 
 from bnvae_core.config import TrainConfig
-from bnvae_core.data import load_corpus, make_batch
-from bnvae_core.metrics import active_units, elbo, iw_nll, mutual_information, perplexity
-from bnvae_core.model import BNHead, TextVAE, gaussian_kl
-from bnvae_core.objectives import make_method
-from bnvae_core.train import bucket_batches, train
-from conftest import TINY
+from bnvae_core.data.corpus import bucket_batches, load_corpus, make_batch
+from bnvae_core.methods import make_method
+from bnvae_core.metrics.text import (
+    active_units,
+    elbo,
+    iw_nll,
+    mutual_information,
+    perplexity,
+)
+from bnvae_core.models.distributions import gaussian_kl_per_dim as gaussian_kl
+from bnvae_core.models.layers import BNHead
+from bnvae_core.training.loop import train
 
 
 @pytest.mark.parametrize("gamma", [0.3, 0.6, 1.0])
@@ -21,7 +28,7 @@ def test_bn_kl_bound_holds_on_every_training_batch(gamma):
     torch.manual_seed(0)
     config = TrainConfig(model="bnvae", gamma=gamma, **{**TINY, "max_train": 640})
     corpus = load_corpus("wordnet", max_train=640, max_eval=50, max_tokens=20, max_vocab=2000)
-    model = TextVAE(config, len(corpus.vocab))
+    model = make_method(config).build_model(len(corpus.vocab))
     method = make_method(config)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1.0)
     nominal = config.nz * gamma ** 2 / 2
@@ -120,7 +127,7 @@ def test_gaussian_kl_matches_monte_carlo():
 
 def test_decoder_uses_z_at_every_step_and_in_its_initial_state():
     config = TrainConfig(model="vae", emb_dim=8, hidden_dim=16, nz=4, dropout_in=0, dropout_out=0, init_range=0.3)
-    model = TextVAE(config, 20).eval()
+    model = make_method(config).build_model(20).eval()
     assert model.decoder.lstm.input_size == 8 + 4
     tokens, lengths = torch.tensor([[5, 6, 7]]), torch.tensor([3])
     z1, z2 = torch.zeros(1, 4), torch.ones(1, 4)

@@ -6,9 +6,11 @@ import sys
 
 import pytest
 
-from bnvae_core.cli import main
-from bnvae_core.config import ConfigError, TrainConfig
-from bnvae_core.sweep import run_sweep, sweep_configs
+from bnvae_core.cli.main import main
+from bnvae_core.config import TrainConfig
+from bnvae_core.errors import ConfigError
+from bnvae_core.experiments.grid import grid_configs
+from bnvae_core.experiments.sweep import run_sweep
 
 #: seconds per trial: 200 glosses, one epoch of a 16-unit LSTM
 MICRO = dict(data="wordnet", max_train=200, max_eval=50, max_tokens=15, emb_dim=16, hidden_dim=16, nz=4,
@@ -16,27 +18,27 @@ MICRO = dict(data="wordnet", max_train=200, max_eval=50, max_tokens=15, emb_dim=
 
 
 def test_grid_sweeps_gamma_only_for_bn_methods():
-    configs = sweep_configs(TrainConfig(**MICRO), ["vae", "bnvae"], [0.3, 0.6], seeds=2)
+    configs = grid_configs(TrainConfig(**MICRO), ["vae", "bnvae"], seeds=2, gammas=[0.3, 0.6])
     keys = [(c.model, c.gamma, c.seed) for c in configs]
     assert keys == [("vae", 0.6, 0), ("vae", 0.6, 1),
                     ("bnvae", 0.3, 0), ("bnvae", 0.3, 1), ("bnvae", 0.6, 0), ("bnvae", 0.6, 1)]
     assert len({c.hash() for c in configs}) == len(configs)
-    assert [c.seed for c in sweep_configs(TrainConfig(**MICRO), ["vae"], seeds=[3, 5])] == [3, 5]
+    assert [c.seed for c in grid_configs(TrainConfig(**MICRO), ["vae"], seeds=[3, 5])] == [3, 5]
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(methods=["nope"]), "unknown method"),
-    (dict(methods=[]), "at least one method"),
-    (dict(methods=["vae"], seeds=0), "seeds must be >= 1"),
+    (dict(methods=["nope"]), "unknown model 'nope'"),
+    (dict(methods=[]), "no methods given"),
+    (dict(methods=["vae"], seeds=0), "at least one seed"),
     (dict(methods=["bnvae"], gammas=[0.0]), "gamma = 0"),
 ])
 def test_grid_errors(kwargs, message):
     with pytest.raises(ConfigError, match=message):
-        sweep_configs(TrainConfig(**MICRO), **kwargs)
+        grid_configs(TrainConfig(**MICRO), **{"seeds": 1, **kwargs})
 
 
 def test_local_processes_write_the_cache_entries(tmp_path):
-    configs = sweep_configs(TrainConfig(**MICRO), ["vae", "bnvae"], [0.5], seeds=1)
+    configs = grid_configs(TrainConfig(**MICRO), ["vae", "bnvae"], seeds=1, gammas=[0.5])
     table = run_sweep(configs, cache_root=tmp_path / "cache", workers=2, out=tmp_path / "out")
     assert list(table.config_hash) == [c.hash() for c in configs]
     assert len(set(table.pid)) >= 1
@@ -73,7 +75,7 @@ def test_cli_sweep_and_errors(tmp_path, capsys, monkeypatch):
 def test_ray_tasks_write_the_same_run_folders(tmp_path):
     """A local Ray instance (2 CPUs): each trial a Ray task; the folders are those of the local executor."""
     ray = pytest.importorskip("ray")
-    configs = sweep_configs(TrainConfig(**MICRO), ["vae", "bnvae"], [0.5], seeds=1)
+    configs = grid_configs(TrainConfig(**MICRO), ["vae", "bnvae"], seeds=1, gammas=[0.5])
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         table = run_sweep(configs, cache_root=tmp_path / "cache", ray=True)

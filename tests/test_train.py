@@ -2,10 +2,15 @@ import json
 
 import pytest
 import torch
-
-from bnvae_core.config import ConfigError, TrainConfig
-from bnvae_core.train import cached_run, load_run, read_metrics, train
 from conftest import TINY
+
+from bnvae_core.config import TrainConfig
+from bnvae_core.errors import ConfigError
+from bnvae_core.io import read_jsonl as read_metrics
+from bnvae_core.methods import make_method
+from bnvae_core.training.cache import cached_run
+from bnvae_core.training.loop import train
+from bnvae_core.training.run_folder import load_run
 
 
 def test_config_json_round_trip_and_hash(tmp_path):
@@ -25,8 +30,10 @@ def test_config_json_round_trip_and_hash(tmp_path):
     (dict(batch_size=1), "batch_size 1"), (dict(optimizer="rmsprop"), "optimizer"),
 ])
 def test_impossible_settings_fail_before_any_work(bad, match):
+    """Field ranges fail when the config is made, method-level checks when its method is: both
+    before a corpus is read or a model built."""
     with pytest.raises(ConfigError, match=match):
-        TrainConfig(**bad)
+        make_method(TrainConfig(**bad))
 
 
 def test_run_folder_contents_and_metrics_contract(tiny_bnvae):
@@ -60,7 +67,7 @@ def test_cache_hit_loads_the_same_model(tmp_path):
 
 
 def test_load_run_rejects_incomplete_folder(tmp_path):
-    from bnvae_core.train import RunError
+    from bnvae_core.errors import RunError
     (tmp_path / "config.json").write_text(TrainConfig().to_json())
     with pytest.raises(RunError, match="model.pt missing"):
         load_run(tmp_path)

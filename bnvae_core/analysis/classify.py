@@ -54,22 +54,22 @@ import copy
 import hashlib
 import json
 import math
-import numpy as np
 import os
-import pandas as pd
 import time
-import torch
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import numpy as np
+import pandas as pd
+import torch
 from torch import nn
 
 from ..data.corpus import EncodedSplit, Vocab, bucket_batches, load_corpus, make_batch
-from ..errors import ConfigError
+from ..data.hub import resolve_data
+from ..errors import ConfigError, UnknownDatasetError
 from ..metrics.text import posterior_params
-
 
 MODES = ("frozen", "finetune", "bow")
 PAPER_LABEL_SIZES = (100, 500, 1000, 2000)
@@ -125,8 +125,6 @@ def labelled_data(run, classes: str = "top10", data: str | None = None, split: s
         corpus, data_name = run.corpus, str(run.config.data)
     else:
         try:
-            from ..errors import UnknownDatasetError
-            from ..data.hub import resolve_data
             try:
                 resolved = resolve_data(data)
             except UnknownDatasetError as err:
@@ -299,7 +297,7 @@ def few_label_accuracy(run, n_labels: int | Iterable[int], seeds: int | Iterable
                        progress: bool = False, cache: bool = False) -> pd.DataFrame:
     """Test accuracy with ``n_labels`` labelled train sentences, one row per (n_labels, seed).
 
-    ``run``: a :class:`bnvae_core.train.Run` (its model is never modified); ``seeds``: a count
+    ``run``: a :class:`bnvae_core.training.run_folder.Run` (its model is never modified); ``seeds``: a count
     (seeds 0 … S−1) or explicit seeds; ``mode``: ``frozen``, ``finetune`` or ``bow`` (see the
     module docstring; ``bow`` ignores the model); ``classes``/``data``: see :func:`labelled_data`
     (or pass ``labelled`` to reuse one). Columns: ``model`` (the run's method, ``bow`` for the

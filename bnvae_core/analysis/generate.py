@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import pandas as pd
 from typing import Sequence
+
+import pandas as pd
 
 from ..data.dialogue import DialogueCorpus, label_context
 from ..metrics.dialogue import sample_split
@@ -22,7 +23,7 @@ def respond(model: CVAE, corpus: DialogueCorpus, contexts: Sequence[Sequence[str
 def samples_table(runs: dict, contexts: Sequence[Sequence[str]], n: int = 5, greedy: bool = True,
                   seed: int = 0) -> pd.DataFrame:
     """Responses of several runs to the same contexts, side by side: one row per (context, sample),
-    one column per run name (``runs``: name → :class:`bnvae_core.train.Run`)."""
+    one column per run name (``runs``: name → :class:`bnvae_core.training.run_folder.Run`)."""
     rows = {}
     for name, run in runs.items():
         texts = respond(run.model, run.corpus, contexts, n, greedy, seed=seed)

@@ -9,31 +9,35 @@ For a sentence x, He et al. compare two points of the latent space:
 
       w_k = p(x|z_k) p(z_k) / q(z_k|x),     μ_x,θ ≈ Σ_k w_k z_k / Σ_k w_k
 
-  (:func:`posterior_means`; the same weights as the IW-NLL of :mod:`bnvae_core.metrics`).
+  (:func:`posterior_means`; the same weights as the IW-NLL of :mod:`bnvae_core.metrics.text`).
 
 Early in training the encoder *lags*: the points (μ_x,φ, μ_x,θ) leave the diagonal μ_x,θ = μ_x,φ,
 and the decoder learns to ignore z before the encoder catches up, until both collapse to the
-prior mean 0. Aggressive training (:mod:`bnvae_core.aggressive`) keeps the points near the
+prior mean 0. Aggressive training (:mod:`bnvae_core.methods.aggressive`) keeps the points near the
 diagonal; BN-VAE keeps μ_x,φ spread by construction (its BN fixes the batch variance of μ_j).
 
-:func:`posterior_mean_snapshots` trains a config with a small loop built on the core's Method API
-(the same ``train_step``/KL schedule/optimizer step as :func:`bnvae_core.train.train`, without the
-validation-based lr decay, which does not act in a few epochs) and measures both means of a fixed
-set of validation sentences every few steps. Results are cached as CSV (config hash + diagnostic
-settings) under ``cache_dir()/lagging``.
+:func:`posterior_mean_snapshots` trains a config with the standard trainer
+(:class:`bnvae_core.training.loop.Trainer`, in memory) and a callback,
+:class:`PosteriorMeanSnapshots`, that measures both means of a fixed set of validation sentences
+every few steps. Results are cached as CSV (config hash + diagnostic settings) under
+``cache_dir()/lagging``.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
-import random
-import torch
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+import torch
+
 from ..config import TrainConfig
-from ..data.corpus import EncodedSplit, bucket_batches, iterate_batches
-from ..metrics.text import eval_mode, mutual_information
+from ..data.corpus import EncodedSplit, iterate_batches
+from ..io import atomic_write_text
+from ..methods import method_label
+from ..metrics.text import eval_mode
+from ..training.cache import cache_dir
+from ..training.loop import Callback, Trainer
 
 
 def posterior_means(model, split: EncodedSplit, k: int = 100, chunk: int = 50, batch_size: int = 32,
@@ -86,25 +90,39 @@ def snapshot_rows(model, probe: EncodedSplit, label: str, step: int, epoch: floa
     return rows
 
 
+class PosteriorMeanSnapshots(Callback):
+    """A trainer callback: :func:`snapshot_rows` of the ``probe`` sentences before the first step,
+    every ``every`` optimizer steps, and at the end (if the last step was not a multiple of ``every``)."""
+
+    def __init__(self, probe: EncodedSplit, label: str, every: int = 10, k: int = 50, seed: int = 0):
+        self.probe, self.label, self.every, self.k, self.seed = probe, label, every, k, seed
+        self.rows: list[dict] = []
+
+    def _take(self, trainer, kl_weight: float) -> None:
+        step = trainer.state.step
+        self.rows += snapshot_rows(trainer.model, self.probe, self.label, step, step / trainer.steps_per_epoch,
+                                   kl_weight, self.k, self.seed)
+
+    def on_fit_start(self, trainer) -> None:
+        self._take(trainer, trainer.kl_weight(0))
+
+    def on_step(self, trainer, batch, terms, kl_weight: float) -> None:
+        if trainer.state.step % self.every == 0:
+            self._take(trainer, kl_weight)
+
+    def on_fit_end(self, trainer) -> None:
+        if trainer.state.step % self.every:
+            self._take(trainer, trainer.kl_weight())
+
+
 def posterior_mean_snapshots(config: TrainConfig, *, sentences: int = 50, every: int = 10, k: int = 50,
                              label: str | None = None, root: str | Path | None = None,
                              use_cache: bool = True) -> pd.DataFrame:
-    """Train ``config`` (from scratch, seeded) and take :func:`snapshot_rows` of ``sentences`` fixed
-    validation sentences (a seeded subset) at step 0, every ``every`` training steps and at the end.
-
-    The loop is the core's: ``method.train_step`` → zero_grad/backward/clip/step
-    (:func:`bnvae_core.objectives.optimizer_step`), the method's KL weight per step, ``before_epoch``
-    and ``after_epoch`` (aggressive's MI stop rule gets the validation MI). Cached as CSV under
-    ``root`` (default ``cache_dir()/lagging``). ``label``: the ``model`` column (default
-    :func:`bnvae_core.objectives.method_label`)."""
-    from ..methods.base import TrainContext
-    from ..methods import make_method, method_label
-    from ..training.step import optimizer_step
-    from ..io import atomic_write_bytes
-    from ..training.step import build_optimizer
-    from ..training.cache import cache_dir
-    from ..training.loop import corpus_for
-    from ..devices import resolve_device
+    """Train ``config`` (from scratch, seeded, in memory) with the standard :class:`Trainer` and take
+    :class:`PosteriorMeanSnapshots` of ``sentences`` fixed validation sentences (a seeded subset)
+    at step 0, every ``every`` training steps and at the end. Cached as CSV under ``root``
+    (default ``cache_dir()/lagging``). ``label``: the ``model`` column (default
+    :func:`bnvae_core.methods.method_label`)."""
     if sentences < 1 or every < 1:
         raise ValueError(f"posterior_mean_snapshots: sentences and every must be >= 1, got {sentences}, {every}")
     label = label if label is not None else method_label(config)
@@ -114,49 +132,17 @@ def posterior_mean_snapshots(config: TrainConfig, *, sentences: int = 50, every:
         df = pd.read_csv(path)
         df["model"] = label
         return df
-
-    config.validate()
-    device = resolve_device(config.device)
-    corpus = corpus_for(config)
-    torch.manual_seed(config.seed)
-    random.seed(config.seed)
-    method = make_method(config)
-    model = method.build_model(len(corpus.vocab)).to(device)
-    state = {"epoch": 0, "step": 0, "lr": config.lr}
-    optimizer = build_optimizer(config, model, config.lr)
-    ctx = TrainContext(config, model, corpus, device, get_optimizer=lambda: optimizer,
-                       make_optimizer=lambda: build_optimizer(config, model, state["lr"]), state=state)
+    trainer = Trainer(config)
+    valid = trainer.corpus.valid
     rng = np.random.default_rng(config.seed)
-    n_probe = min(sentences, len(corpus.valid))
-    probe = corpus.valid.subset(np.sort(rng.choice(len(corpus.valid), n_probe, replace=False)))
-    n_batches = len(bucket_batches(corpus.train, config.batch_size, drop_singletons=True))
-    rows = snapshot_rows(model, probe, label, 0, 0.0, method.kl_weight(0, n_batches), k, config.seed)
-    step = 0
-    for epoch in range(config.epochs):
-        ctx.epoch = epoch
-        model.train()
-        method.before_epoch(ctx)
-        model.train()
-        for index in bucket_batches(corpus.train, config.batch_size, shuffle=True, seed=config.seed,
-                                    epoch=epoch, drop_singletons=True):
-            b = method.make_batch(corpus.train, index).to(device)
-            w = method.kl_weight(step, n_batches)
-            terms = method.train_step(ctx, b, w)
-            if not torch.isfinite(terms.loss) or not optimizer_step(ctx, terms.loss):
-                continue
-            step += 1
-            state["step"] = step
-            if step % every == 0:
-                rows += snapshot_rows(model, probe, label, step, step / n_batches, w, k, config.seed)
-                model.train()
-        method.after_epoch(ctx, {}, {"mi": mutual_information(model, corpus.valid, seed=config.seed)})
-    if step % every:
-        rows += snapshot_rows(model, probe, label, step, step / n_batches, method.kl_weight(step, n_batches),
-                              k, config.seed)
-    df = pd.DataFrame(rows)
+    probe = valid.subset(np.sort(rng.choice(len(valid), min(sentences, len(valid)), replace=False)))
+    snapshots = PosteriorMeanSnapshots(probe, label, every, k, config.seed)
+    trainer.callbacks.append(snapshots)
+    trainer.fit()
+    df = pd.DataFrame(snapshots.rows)
     if use_cache:
         root.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, df.to_csv(index=False).encode())
+        atomic_write_text(path, df.to_csv(index=False))
     return df
 
 

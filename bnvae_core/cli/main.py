@@ -14,7 +14,17 @@ import sys
 
 from .. import __version__
 from ..errors import BnvaeError
-from .commands import bench, classify, compare, evaluate, figures, generate, reproduce, sweep, train
+from .commands import (
+    bench,
+    classify,
+    compare,
+    evaluate,
+    figures,
+    generate,
+    reproduce,
+    sweep,
+    train,
+)
 
 COMMANDS = {"train": train, "evaluate": evaluate, "classify": classify, "compare": compare,
             "reproduce": reproduce, "sweep": sweep, "generate": generate, "bench": bench, "figures": figures}

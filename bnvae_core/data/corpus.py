@@ -14,9 +14,7 @@ Bad input raises :class:`CorpusError`, whose message names the file and the line
 from __future__ import annotations
 
 import gzip
-import numpy as np
 import re
-import torch
 from array import array
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,8 +22,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from ..errors import CorpusError
+import numpy as np
+import torch
 
+from ..errors import CorpusError
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 SPLITS = ("train", "valid", "test")

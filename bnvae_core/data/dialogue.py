@@ -10,21 +10,21 @@ object per line::
 ``context`` lists the utterances before the response, oldest first (a single string is read as
 a one-utterance context); ``response`` is the text to generate. Extra keys are ignored (the
 converters below keep speakers, topics or dialogue acts in them). Blank lines are skipped. A
-line that is not such an object raises :class:`bnvae_core.data.CorpusError` naming the file and
+line that is not such an object raises :class:`bnvae_core.errors.CorpusError` naming the file and
 the line.
 
 Reading follows the model of Zhao et al. (2017, §4): only the last ``max_context`` utterances of
 a context are kept (their ``backward_size`` is 10), and every utterance — context or response —
 is cut to its first ``max_tokens`` tokens (their ``max_utt_len``). Responses are *truncated*,
 not dropped, so no turn of a dialogue disappears; the plain-text corpora of
-:mod:`bnvae_core.data` drop long sentences instead.
+:mod:`bnvae_core.data.corpus` drop long sentences instead.
 
 Sources
 -------
 * ``data="wordnet"`` — **label-conditioned WordNet** (built in, needs nothing): the response is
   a gloss of the built-in corpus and the context is one utterance, its lexicographer label
   (``"noun.animal"``, tokenized ``noun . animal``). The kept sentences are the ones
-  :func:`bnvae_core.data.load_corpus` keeps for the same sizes, so CVAE and VAE runs see the same glosses.
+  :func:`bnvae_core.data.corpus.load_corpus` keeps for the same sizes, so CVAE and VAE runs see the same glosses.
 * ``data="chatterbot"`` (or ``"chatterbot:LANGUAGE"``) — the English (or other) conversations of
   the BSD-3-licensed ``chatterbot-corpus`` package (``pip install 'bnvae-core[dialogue]'``), read in
   memory; :func:`convert_chatterbot` writes the same pairs as a dialogue directory.
@@ -33,8 +33,8 @@ Sources
 
 Encoding
 --------
-A :class:`DialogueSplit` keeps the responses as a :class:`~bnvae_core.data.EncodedSplit` (so the
-length-bucketed batcher of :mod:`bnvae_core.data` works on it unchanged) and all context utterances
+A :class:`DialogueSplit` keeps the responses as a :class:`~bnvae_core.data.corpus.EncodedSplit` (so the
+length-bucketed batcher of :mod:`bnvae_core.data.corpus` works on it unchanged) and all context utterances
 as a second one, with ``context_offsets`` saying which utterances belong to which example.
 :meth:`DialogueSplit.make_batch` gives a :class:`DialogueBatch`: the response batch plus the
 padded context tensor ``(B, U, T)``.
@@ -44,18 +44,27 @@ from __future__ import annotations
 
 import io
 import json
-import numpy as np
 import pickle
-import torch
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import ConfigError
-from ..errors import CorpusError
-from .corpus import SPLITS, Batch, Corpus, EncodedSplit, Vocab, _read_lines, _read_wordnet, make_batch, tokenize
+import numpy as np
+import torch
 
+from ..errors import ConfigError, CorpusError
+from .corpus import (
+    SPLITS,
+    Batch,
+    Corpus,
+    EncodedSplit,
+    Vocab,
+    _read_lines,
+    _read_wordnet,
+    make_batch,
+    tokenize,
+)
 
 #: data names this module reads besides directories
 BUILTIN_DIALOGUE = ("wordnet", "chatterbot")
@@ -375,7 +384,7 @@ def convert_switchboard(pickle_path: str | Path, out_dir: str | Path,
 
 @dataclass
 class DialogueBatch(Batch):
-    """A :class:`~bnvae_core.data.Batch` of responses plus their contexts:
+    """A :class:`~bnvae_core.data.corpus.Batch` of responses plus their contexts:
     ``context`` (B, U, T) utterance token ids padded with 0 (U = most utterances in the batch,
     T = longest utterance); ``context_lengths`` (B, U) tokens per utterance (0 for padding
     utterances, which come after the real ones); ``context_sizes`` (B,) utterances per example."""
@@ -395,7 +404,7 @@ class DialogueSplit:
     ``utterances``: all context utterances in order; example ``i``'s context is utterances
     ``context_offsets[i]`` to ``context_offsets[i+1]``.
 
-    It has what :func:`bnvae_core.data.bucket_batches` needs (``len``, ``lengths``), so batching by
+    It has what :func:`bnvae_core.data.corpus.bucket_batches` needs (``len``, ``lengths``), so batching by
     response length is the one of the plain corpora."""
     responses: EncodedSplit
     utterances: EncodedSplit
@@ -534,7 +543,7 @@ def load_dialogue_corpus(data: str | Path, *, max_tokens: int | None = 30, max_t
     """Read, tokenize and encode ``data`` (see :func:`read_raw_dialogues`); memoised per process.
 
     ``max_train`` / ``max_eval`` keep a seeded subset of train / of valid and test, drawn exactly
-    as :func:`bnvae_core.data.load_corpus` draws it (for ``'wordnet'`` the same glosses). The
+    as :func:`bnvae_core.data.corpus.load_corpus` draws it (for ``'wordnet'`` the same glosses). The
     vocabulary counts the training responses and context utterances."""
     key = (str(data), max_tokens, max_train, max_eval, min_freq, max_vocab, max_context, seed)
     if key in _CACHE:

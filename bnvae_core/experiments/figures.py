@@ -6,7 +6,7 @@ write their own figures. Executed copies go to a scratch folder (``--executed-di
 over the committed, output-free notebooks. A table of wall times per notebook is printed as
 JSON and written to ``FIGURES_DIR/notebook_times.csv``.
 
-Trained models come from the config-hashed cache (:func:`bnvae_core.train.cached_run`), so the
+Trained models come from the config-hashed cache (:func:`bnvae_core.training.cache.cached_run`), so the
 notebooks share them and a second run takes a fraction of the first.
 
 Where things are: in a source checkout, ``notebooks/``, ``figures/`` and ``.cache/`` of the
@@ -19,10 +19,12 @@ given with ``--notebooks-dir``, ``--figures-dir``, ``--executed-dir``.
 from __future__ import annotations
 
 import json
-import pandas as pd
 import time
 from pathlib import Path
 
+import pandas as pd
+
+from ..errors import ConfigError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -54,7 +56,6 @@ def notebook_paths(notebooks_dir: str | Path | None = None) -> list[Path]:
     folder = Path(notebooks_dir) if notebooks_dir is not None else default_notebooks_dir()
     paths = sorted(folder.glob("[0-9]*.ipynb"))
     if notebooks_dir is not None and not paths:
-        from ..errors import ConfigError
         raise ConfigError(f"{folder}: no notebooks (NN_name.ipynb) found")
     return paths
 

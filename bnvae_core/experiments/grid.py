@@ -41,7 +41,7 @@ def grid_configs(base: TrainConfig, methods: Iterable[str], seeds: int | Iterabl
     methods = list(methods)
     if not methods:
         raise ConfigError("no methods given")
-    check_method_names(methods, noun="method")
+    check_method_names(methods, noun="model")
     if not conditional:
         dialogue = [m for m in methods if method_class(m).conditional]
         if dialogue:

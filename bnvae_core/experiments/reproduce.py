@@ -9,13 +9,13 @@ methods on a dataset, evaluates them and writes both tables and their figures.
 Steps:
 
 1. **Configs** (:func:`reproduce_configs`): one :class:`~bnvae_core.config.TrainConfig` per
-   (method, seed), with the dataset's *preset* network sizes (:data:`bnvae_core.hub.PRESETS`:
+   (method, seed), with the dataset's *preset* network sizes (:data:`bnvae_core.data.hub.PRESETS`:
    short Yelp emb 128/hid 512, Yahoo and Yelp 512/1024, PTB 256/256). The hub's corpora are
    used whole (no subset, no length filter, no vocabulary cap: they are published
    preprocessed); ``wordnet`` keeps the library's default teaching sizes, so its runs are the
    notebooks' cached models. ``smoke=True`` shrinks everything to :data:`~bnvae_core.config.SMOKE_SIZE`.
-2. **Training** through :func:`bnvae_core.sweep.run_sweep`: every run is a config-hashed
-   cache entry (:func:`~bnvae_core.train.cached_run`), trained in this process, in
+2. **Training** through :func:`bnvae_core.experiments.sweep.run_sweep`: every run is a config-hashed
+   cache entry (:func:`~bnvae_core.training.cache.cached_run`), trained in this process, in
    ``workers`` local processes, or as Ray tasks (``ray``). A second call trains nothing.
 3. **Evaluation** (:func:`bnvae_core.experiments.evaluation.evaluate_run`) on the test
    split (IW-NLL with K = ``iw_samples``, default 500); the result is stored in the run
@@ -38,11 +38,12 @@ from __future__ import annotations
 
 import json
 import math
-import numpy as np
 import os
-import pandas as pd
 from pathlib import Path
 from typing import Sequence
+
+import numpy as np
+import pandas as pd
 
 from ..analysis.classify import PAPER_LABEL_SIZES, few_label_accuracy, labelled_data
 from ..config import SMOKE_SIZE, TrainConfig
@@ -54,7 +55,6 @@ from ..training.cache import cached_run
 from ..viz.plots import palette, save_figure, training_curves
 from .evaluation import evaluate_run
 from .grid import grid_configs
-
 
 #: the methods of the paper's LM tables that this library implements, in the paper's row order
 #: (LSTM-LM, VAE, β-VAE, cyclic annealing, free bits, lagging/aggressive, FB with pretraining, δ-VAE, vMF, BN-VAE)

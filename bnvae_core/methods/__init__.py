@@ -43,8 +43,18 @@ from ..errors import ConfigError
 from .aggressive import Aggressive
 from .base import Method
 from .cvae import BNCVAEMethod, CVAEMethod
-from .text import (BNVAE, DUVAE, BetaVAE, Cyclical, DeltaVAE, FreeBits, FreeBitsPerDim, LanguageModel,
-                   PretrainFB, VMFVAE)
+from .text import (
+    BNVAE,
+    DUVAE,
+    VMFVAE,
+    BetaVAE,
+    Cyclical,
+    DeltaVAE,
+    FreeBits,
+    FreeBitsPerDim,
+    LanguageModel,
+    PretrainFB,
+)
 
 METHODS: dict[str, type[Method]] = {cls.name: cls for cls in (
     LanguageModel, Method, BNVAE, BetaVAE, Cyclical, FreeBits, FreeBitsPerDim, DeltaVAE, VMFVAE,
@@ -64,7 +74,8 @@ def check_method_names(names, noun: str = "method") -> None:
     (``noun``: what the caller's flag calls them, 'model' or 'method')."""
     unknown = [m for m in names if m not in METHODS]
     if unknown:
-        raise ConfigError(f"unknown {noun}(s) {', '.join(unknown)} (choose from: {', '.join(METHODS)})")
+        what = f"{noun} {unknown[0]!r}" if len(unknown) == 1 else f"{noun}s {', '.join(map(repr, unknown))}"
+        raise ConfigError(f"unknown {what} (choose from: {', '.join(METHODS)})")
 
 
 def method_class(name: str) -> type[Method]:

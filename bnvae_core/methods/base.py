@@ -32,7 +32,14 @@ import numpy as np
 import torch
 
 from ..config import TrainConfig, settings_of
-from ..data.corpus import Batch, Corpus, EncodedSplit, bucket_batches, cached_corpus, make_batch
+from ..data.corpus import (
+    Batch,
+    Corpus,
+    EncodedSplit,
+    bucket_batches,
+    cached_corpus,
+    make_batch,
+)
 from ..data.hub import resolve_data
 from ..metrics.text import active_units, elbo, evaluate, exp_or_inf, mutual_information
 from ..models.text_vae import TextVAE

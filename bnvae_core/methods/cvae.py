@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import torch
 
-from ..data.dialogue import DialogueBatch, DialogueCorpus, DialogueSplit, corpus_for_config
+from ..data.dialogue import (
+    DialogueBatch,
+    DialogueCorpus,
+    DialogueSplit,
+    corpus_for_config,
+)
 from ..metrics.dialogue import cvae_elbo, evaluate_cvae
 from ..models.cvae import CVAE, kl_bound_moments, kl_bound_pointwise
 from ..models.posteriors import reparameterize

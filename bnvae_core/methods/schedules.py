@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 
-
 CYCLE_SHAPES = ("linear", "sigmoid", "cosine")
 
 

@@ -31,7 +31,7 @@ class LanguageModel(Method):
 
 
 class BNVAE(Method):
-    """``bnvae``: the VAE objective on a model whose μ goes through :class:`~bnvae_core.model.BNHead`
+    """``bnvae``: the VAE objective on a model whose μ goes through :class:`~bnvae_core.models.layers.BNHead`
     (fixed γ, learned β), so E_batch[KL] ≥ ½Σ_j(γ² + β_j²) ≥ nγ²/2 (Zhu et al. 2020 §3)."""
     name = "bnvae"
     label = "BN-VAE"
@@ -49,7 +49,7 @@ class BetaVAE(Method):
 
 
 class Cyclical(Method):
-    """``cyclical``: w_t = :func:`~bnvae_core.schedules.cyclical_weight` over the run's
+    """``cyclical``: w_t = :func:`~bnvae_core.methods.schedules.cyclical_weight` over the run's
     ``epochs × batches`` steps (``cycles``, ``cycle_ratio``, ``cycle_shape``; Fu et al. 2019).
     Replaces the warm-up (``warmup_epochs``/``kl_start`` are ignored)."""
     name = "cyclical"
@@ -89,7 +89,7 @@ class FreeBitsPerDim(FreeBits):
 class DeltaVAE(Method):
     """``delta``: δ-VAE with the BN-VAE authors' posterior (``DeltaGaussianLSTMEncoder``):
     σ ∈ [σ_l, σ_u] and μ set so that KL_ij = δ + ½ relu(raw μ_ij) + ½·10⁻⁶ ≥ δ
-    (:func:`bnvae_core.distributions.delta_vae_constrain`); prior N(0, I) (not Razavi et al.'s
+    (:func:`bnvae_core.models.distributions.delta_vae_constrain`); prior N(0, I) (not Razavi et al.'s
     AR(1) prior). The objective is the plain ELBO; KL_i ≥ δ·n always. ``delta`` default 0.15."""
     name = "delta"
     label = "δ-VAE"
@@ -98,7 +98,7 @@ class DeltaVAE(Method):
 
 class VMFVAE(Method):
     """``vmf``: q(z|x) = vMF(μ/‖μ‖, κ) on S^{n−1} with fixed κ (default 13), uniform prior; the
-    KL is the constant :func:`bnvae_core.distributions.vmf_kl_to_uniform` (≈2.17 nats for κ=13,
+    KL is the constant :func:`bnvae_core.models.distributions.vmf_kl_to_uniform` (≈2.17 nats for κ=13,
     n=32), so the objective is effectively the reconstruction term (Xu & Durrett 2018)."""
     name = "vmf"
     label = "vMF-VAE"

@@ -19,19 +19,18 @@ from __future__ import annotations
 
 import copy
 import math
-import numpy as np
-import pandas as pd
-import torch
 import warnings
 from typing import Sequence
 
+import numpy as np
+import pandas as pd
+import torch
 from torch import nn
 
+from ..data.corpus import bucket_batches
 from ..data.dialogue import DialogueSplit
 from ..errors import ConfigError
-from ..models.cvae import CVAE
-from ..models.cvae import kl_bound_moments
-from ..models.cvae import kl_bound_pointwise
+from ..models.cvae import CVAE, kl_bound_moments, kl_bound_pointwise
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -39,7 +38,6 @@ def _device(model: nn.Module) -> torch.device:
 
 
 def _batches(split: DialogueSplit, batch_size: int):
-    from ..data.corpus import bucket_batches
     for index in bucket_batches(split, batch_size):
         yield split.make_batch(index)
 
@@ -181,7 +179,6 @@ def bn_bound_report(model: CVAE, split: DialogueSplit, batch_size: int = 32, n_b
     Columns per batch: ``kl`` (batch mean), ``bound_pointwise`` (L₁), ``bound_moments`` (L₂),
     ``bnvae_bound`` (½Σ(γ̃²+β²), BN-VAE's bound, which needs a N(0, I) prior) and ``nominal``
     (nγ²/2). Runs on a copy of the model, so its running statistics are untouched."""
-    from ..data.corpus import bucket_batches
     m = copy.deepcopy(model).train()
     dev = _device(m)
     rows = []

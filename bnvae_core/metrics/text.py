@@ -2,7 +2,7 @@
 
 All functions put the model in evaluation mode (dropout off; BN-VAE's BN uses its *running*
 statistics, so the training-batch KL bound holds only approximately here) and run under
-``torch.inference_mode``. ``split`` is a :class:`bnvae_core.data.EncodedSplit`.
+``torch.inference_mode``. ``split`` is a :class:`bnvae_core.data.corpus.EncodedSplit`.
 
 * **ELBO** = E_q[log p(x|z)] − KL(q(z|x)‖p(z)), one sample of z per sentence; ``rec`` is
   −E_q[log p(x|z)], ``kl`` the analytic KL, both averaged over sentences (nats per sentence).
@@ -17,7 +17,7 @@ statistics, so the training-batch KL bound holds only approximately here) and ru
   He et al.'s code uses the B sentences of a batch for q(z), which caps it at log B.)
 * **Active units** (Burda et al. 2016): dimensions j with Cov_x(E_{q(z|x)}[z_j]) > 0.01.
 
-Every method's posterior goes through ``model.posterior`` (:mod:`bnvae_core.model`), so the
+Every method's posterior goes through ``model.posterior`` (:mod:`bnvae_core.models.text_vae`), so the
 same code serves them all; how each NLL is computed:
 
 * Gaussian posteriors (``vae``, ``bnvae``, ``beta``, ``cyclical``, ``fb``, ``fb-dim``,

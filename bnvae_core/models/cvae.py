@@ -14,16 +14,16 @@ Read top to bottom (shapes: ``B`` examples, ``U`` context utterances, ``T`` toke
    ``(B, U, H)``; its state after the last utterance is the context vector ``c`` (B, H).
 3. Prior network p(z|c) = N(μ_p(c), diag σ_p²(c)): ``Linear(H, H) → tanh → Linear(H, 2n)``.
 4. Recognition network q(z|x,c) = N(μ_q, diag σ_q²): ``Linear([x; c], 2n)``. **BN-CVAE**
-   (``bn-cvae``): μ_q goes through :class:`bnvae_core.model.BNHead` — ``BatchNorm1d(n)`` with fixed
+   (``bn-cvae``): μ_q goes through :class:`bnvae_core.models.layers.BNHead` — ``BatchNorm1d(n)`` with fixed
    scale γ and learned shift β, exactly BN-VAE's head.
-5. Decoder p(x|z,c): :class:`bnvae_core.model.Decoder` with the latent ``[c; z]`` (H + n): it is
+5. Decoder p(x|z,c): :class:`bnvae_core.models.layers.Decoder` with the latent ``[c; z]`` (H + n): it is
    appended to every input embedding and sets the initial state.
 6. Optional bag-of-words loss (``bow_loss``, Zhao et al. §3.2): ``f([z; c])`` (an MLP, H hidden
    units) gives one distribution over the vocabulary from which every word of ``x`` must be
    predictable, ``−Σ_t log softmax(f)_{x_t}``; it forces z to carry the words of the response.
 
 Training loss per example: ``−log p(x|z,c) + w_t·KL(q(z|x,c) ‖ p(z|c)) [+ bow]``, one
-reparameterized ``z ~ q``, ``w_t`` the KL warm-up weight of :mod:`bnvae_core.train`.
+reparameterized ``z ~ q``, ``w_t`` the KL warm-up weight of :mod:`bnvae_core.training`.
 
 The KL between two Gaussians, and what the BN bound becomes
 -----------------------------------------------------------
@@ -153,7 +153,7 @@ class CVAE(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """As :meth:`bnvae_core.model.TextVAE.reset_parameters`: uniform ±init_range for weights,
+        """As :meth:`bnvae_core.models.text_vae.TextVAE.reset_parameters`: uniform ±init_range for weights,
         ±init_emb_range for embeddings, BN shift β = 0 (γ fixed)."""
         init_uniform_(self, self.config, bn_prefix="recognition_bn")
 

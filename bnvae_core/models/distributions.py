@@ -67,9 +67,9 @@ accurate (≈1e-14 relative) and cheap for any ``x ≥ 0`` and ``v > −1``.
 from __future__ import annotations
 
 import math
-import torch
 from typing import Optional, Tuple, Union
 
+import torch
 
 __all__ = [
     "gaussian_kl", "gaussian_kl_per_dim", "gaussian_kl_two", "gaussian_log_density",

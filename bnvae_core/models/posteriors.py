@@ -2,7 +2,7 @@
 
 A model's ``posterior`` (:class:`GaussianPosterior` or :class:`VMFPosterior`) gives the KL to
 the prior, a reparameterized sampler, the log-densities of q and of the prior, and the mean
-E_q[z], so :mod:`bnvae_core.metrics` serves every method with the same code.
+E_q[z], so :mod:`bnvae_core.metrics.text` serves every method with the same code.
 
 Shapes: ``mu, logvar: (B, nz)``; ``z: (B, nz)`` or ``(B, k, nz)`` for k samples per sentence.
 """
@@ -61,7 +61,7 @@ class VMFPosterior:
     """q(z|x) = vMF(μ, κ) on the unit sphere S^{n−1}, κ fixed; prior uniform on the sphere
     (vMF-VAE, Xu & Durrett 2018). ``mu`` is a unit vector (B, n); ``logvar`` is ignored.
 
-    The KL is the constant :func:`bnvae_core.distributions.vmf_kl_to_uniform` ``(κ, n)``,
+    The KL is the constant :func:`bnvae_core.models.distributions.vmf_kl_to_uniform` ``(κ, n)``,
     independent of μ (e.g. ≈ 2.17 nats for κ = 13, n = 32): it cannot collapse, nor adapt.
     Per-dimension KL is not defined for a vMF (the density does not factorize): NaN."""
     kind = "vmf"
@@ -79,7 +79,7 @@ class VMFPosterior:
 
     def sample(self, mu: torch.Tensor, logvar: torch.Tensor | None, k: int | None = None,
                generator: torch.Generator | None = None) -> torch.Tensor:
-        """Wood's rejection sampler + Householder reflection (:func:`~bnvae_core.distributions.vmf_sample`);
+        """Wood's rejection sampler + Householder reflection (:func:`~bnvae_core.models.distributions.vmf_sample`);
         gradients reach μ. (B, nz) or (B, k, nz)."""
         n = 1 if k is None else k
         if generator is not None and generator.device != mu.device:

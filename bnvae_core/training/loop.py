@@ -83,7 +83,8 @@ class Callback:
 
     def on_epoch_end(self, trainer: "Trainer", train_row: dict, valid_row: dict) -> None: ...
 
-    def on_fit_end(self, trainer: "Trainer") -> None: ...
+    def on_fit_end(self, trainer: "Trainer") -> None:
+        """After the last epoch, with the weights as trained (the best ones are loaded after)."""
 
 
 class EpochStats:
@@ -264,9 +265,9 @@ class Trainer:
         return self._finish(folder, guard)
 
     def _finish(self, folder: RunFolder | None, guard: InterruptGuard) -> Run:
-        self.model.load_state_dict(self.best_state)
-        for cb in self.callbacks:
+        for cb in self.callbacks:          # the model as trained, before the best weights come back
             cb.on_fit_end(self)
+        self.model.load_state_dict(self.best_state)
         if folder is not None:
             if not all_finite(self.best_state):
                 raise NonFiniteLossError(f"{folder.path}: the best weights are not finite; model.pt not written")

@@ -8,9 +8,9 @@ a separate step, :func:`save_figure` (PNG + SVG).
 
 Inputs are the package's own tables:
 
-* ``run.history`` (:class:`bnvae_core.train.Run`): one row per epoch and split, columns
+* ``run.history`` (:class:`bnvae_core.training.run_folder.Run`): one row per epoch and split, columns
   ``epoch, split, rec, kl, au`` (+ ``elbo`` on valid rows) — :func:`training_curves`;
-* :func:`bnvae_core.metrics.kl_per_example`: one row per sentence, columns ``length, kl,
+* :func:`bnvae_core.metrics.text.kl_per_example`: one row per sentence, columns ``length, kl,
   kl_0 … kl_{nz−1}`` — :func:`kl_distribution`, :func:`kl_cdf`, :func:`kl_vs_length`,
   :func:`per_dim_kl`;
 * numbers from a γ sweep — :func:`gamma_bound` (BN-VAE's bound ``E[KL] ≥ n γ²/2``, Zhu et al.
@@ -20,17 +20,16 @@ Inputs are the package's own tables:
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Mapping, Sequence
+
 import matplotlib
 import numpy as np
 import pandas as pd
 import seaborn as sns
-from pathlib import Path
-from typing import Mapping, Sequence
-
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-
 
 #: metric column → (panel title, y label) of :func:`training_curves`
 CURVE_METRICS = {
@@ -260,7 +259,7 @@ def gamma_bound(gammas: Sequence[float] | None = None, measured_train_kl: Sequen
     statistics: the bound holds) — filled circles; ``measured_eval_kl``: eval-mode KL (running
     statistics: approximate) — open squares; ``extra_points``: label → values aligned with
     ``gammas`` (e.g. the smallest batch KL); ``highlight``: marks one γ on the curve (the slider
-    of :mod:`bnvae_core.widgets`)."""
+    of :mod:`bnvae_core.viz.widgets`)."""
     fig, ax = _new_axes(ax, figsize=(6.0, 4.2))
     lo = min([0.0] + list(gammas or []))
     hi = max([1.0] + list(gammas or []) + ([highlight] if highlight is not None else []))
@@ -355,7 +354,7 @@ def mu_before_after_bn(mu_pre: np.ndarray, mu_post: np.ndarray, gamma: float | N
 
 def gamma_explorer(gamma: float, mu_hat: np.ndarray, nz: int, beta: np.ndarray | None = None,
                    axes=None, gamma_max: float = 1.5, bins: int = 60) -> Figure:
-    """The two views the γ slider redraws (:class:`bnvae_core.widgets.GammaExplorer`).
+    """The two views the γ slider redraws (:class:`bnvae_core.viz.widgets.GammaExplorer`).
 
     Left: the bound ``n γ²/2`` against γ with the current γ starred and the measured
     ``½ mean_x ‖μ̂(x)‖²`` of ``mu_hat`` (N, nz) — the KL floor this γ forces on the batch.
@@ -416,7 +415,7 @@ def kl_nll_frontier(results: pd.DataFrame, ax=None, x: str = "kl", y: str = "nll
     faint point, the mean over seeds a large marker with ± 1 std bars on both axes.
 
     ``results``: one row per run with columns ``method`` and ``x``, ``y`` (nats; e.g.
-    :func:`bnvae_core.compare.compare`). ``frontier``: a dashed line through the methods no other
+    :func:`bnvae_core.experiments.compare.compare`). ``frontier``: a dashed line through the methods no other
     method beats on both axes (higher KL, lower NLL)."""
     missing = [c for c in ("method", x, y) if c not in results.columns]
     if missing:
@@ -449,7 +448,7 @@ def kl_nll_frontier(results: pd.DataFrame, ax=None, x: str = "kl", y: str = "nll
 
 def kl_schedules(weights: Mapping[str, Sequence[float]], steps_per_epoch: int | None = None, ax=None) -> Figure:
     """KL weight w_t against the training step, one line per schedule (name → weights per step,
-    e.g. from :mod:`bnvae_core.schedules`); ``steps_per_epoch`` adds epoch boundaries (dotted)."""
+    e.g. from :mod:`bnvae_core.methods.schedules`); ``steps_per_epoch`` adds epoch boundaries (dotted)."""
     if not weights:
         raise ValueError("kl_schedules: no schedules given")
     fig, ax = _new_axes(ax, figsize=(7.0, 3.6))
@@ -477,7 +476,7 @@ def posterior_mean_space(snapshots: pd.DataFrame, dim: int = 0, axes=None, max_s
     the encoder matches the model (no lag); collapse puts every point at the origin.
 
     ``snapshots``: columns ``model, step, sentence, q_mean_<dim>, p_mean_<dim>`` (from
-    :func:`bnvae_core.lagging.posterior_mean_snapshots`); at most ``max_snapshots`` steps per model
+    :func:`bnvae_core.analysis.lagging.posterior_mean_snapshots`); at most ``max_snapshots`` steps per model
     are drawn (evenly spaced, the last included)."""
     qc, pc = f"q_mean_{dim}", f"p_mean_{dim}"
     missing = [c for c in ("model", "step", "sentence", qc, pc) if c not in snapshots.columns]
@@ -517,7 +516,7 @@ def lagging_gap(snapshots: pd.DataFrame, ax=None) -> Figure:
     same code, i.e. no information in z — collapse), both against the training step, per model.
 
     ``snapshots``: columns ``model, step, gap`` and ``q_mean_0 … q_mean_{nz−1}`` (one row per model,
-    step and sentence; :func:`bnvae_core.lagging.posterior_mean_snapshots`)."""
+    step and sentence; :func:`bnvae_core.analysis.lagging.posterior_mean_snapshots`)."""
     q_cols = [c for c in snapshots.columns if c.startswith("q_mean_")]
     missing = [c for c in ("model", "step", "gap") if c not in snapshots.columns] + ([] if q_cols else ["q_mean_0"])
     if missing:

@@ -1,8 +1,8 @@
 """Interactive views for the notebooks (ipywidgets), with their logic testable without a kernel.
 
 :class:`GammaExplorer` — a slider over BN-VAE's fixed scale γ (Zhu et al. 2020 §3.2). For each
-γ it batch-normalizes the same pre-BN posterior means with :class:`bnvae_core.model.BNHead`
-(batch statistics, as in training) and redraws :func:`bnvae_core.plots.gamma_explorer`: the
+γ it batch-normalizes the same pre-BN posterior means with :class:`bnvae_core.models.layers.BNHead`
+(batch statistics, as in training) and redraws :func:`bnvae_core.viz.plots.gamma_explorer`: the
 bound ``n γ²/2`` with the measured ``½ mean ‖μ̂‖²``, and the distribution of μ̂.
 
 The slider's callback only calls :meth:`GammaExplorer.update`, which recomputes

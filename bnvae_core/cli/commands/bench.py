@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--threads must be >= 0, got {args.threads}")
     result = run_benchmark(config, steps=args.steps, warmup_steps=args.warmup_steps,
                            iw_samples=args.iw_samples, iw_sentences=args.iw_sentences,
-                           threads=args.threads or None, seed=args.seed)
+                           threads=args.threads or None, seed=config.seed)
     print(json.dumps(result))
     return 0
 

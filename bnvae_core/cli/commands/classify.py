@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
-from ...analysis.classify import MODES
-from ...analysis.classify import PAPER_LABEL_SIZES
-from ...analysis.classify import _class_mapper
-from ...analysis.classify import few_label_accuracy
-from ...analysis.classify import summarize
+from ...analysis.classify import (
+    MODES,
+    PAPER_LABEL_SIZES,
+    _class_mapper,
+    few_label_accuracy,
+    summarize,
+)
 from ...errors import ConfigError
 from ...training.run_folder import load_run
 

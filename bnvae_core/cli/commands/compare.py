@@ -8,8 +8,14 @@ from pathlib import Path
 
 from ...config import SMOKE_SIZE, TrainConfig
 from ...errors import ConfigError
-from ...experiments.compare import (COMPARE_SIZE, DEFAULT_GAMMAS, DEFAULT_MODELS, PAPER_IW_SAMPLES, compare,
-                                    summarize)
+from ...experiments.compare import (
+    COMPARE_SIZE,
+    DEFAULT_GAMMAS,
+    DEFAULT_MODELS,
+    PAPER_IW_SAMPLES,
+    compare,
+    summarize,
+)
 from ...experiments.grid import grid_configs, parse_list
 from ..args import add_config_arguments, config_from_args
 

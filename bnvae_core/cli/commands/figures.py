@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import pandas as pd
 from pathlib import Path
 
+import pandas as pd
+
 from ...config import smoke_requested
-from ...experiments.figures import default_output_dirs
-from ...experiments.figures import run_all
+from ...experiments.figures import default_output_dirs, run_all
 
 HELP = "execute every notebook and regenerate figures/"
 

@@ -18,9 +18,9 @@ import argparse
 import json
 import sys
 
-from ...errors import ConfigError
 from ...analysis.generate import respond
 from ...data.dialogue import label_context
+from ...errors import ConfigError
 from ...methods import make_method
 from ...training.run_folder import load_run
 

@@ -7,9 +7,7 @@ import json
 from pathlib import Path
 
 from ...config import smoke_requested
-from ...experiments.reproduce import DEFAULT_METHODS
-from ...experiments.reproduce import LABEL_SIZES
-from ...experiments.reproduce import reproduce
+from ...experiments.reproduce import DEFAULT_METHODS, LABEL_SIZES, reproduce
 from ...experiments.sweep import require_ray
 from .sweep import add_executor_arguments
 
