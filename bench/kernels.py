@@ -27,11 +27,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bnvae_core.threads import prefer_passive_wait  # noqa: E402
+
+prefer_passive_wait()   # OpenMP reads its wait policy when torch loads: choose it first (bnvae_core.threads)
+
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from bnvae_core.experiments import benchmark  # noqa: E402  (first: OpenMP wait policy before torch loads)
+from bnvae_core.experiments import benchmark  # noqa: E402
 from bnvae_core.models.layers import linear_cross_entropy  # noqa: E402
 
 H, V, E, NZ, B, L = 512, 5000, 128, 32, 32, 10

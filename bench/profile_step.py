@@ -16,11 +16,16 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 import numpy as np  # noqa: E402
+
+from bnvae_core.threads import prefer_passive_wait  # noqa: E402
+
+prefer_passive_wait()   # OpenMP reads its wait policy when torch loads: choose it first (bnvae_core.threads)
+
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
 from bnvae_core.config import TrainConfig  # noqa: E402
-from bnvae_core.experiments import benchmark  # noqa: E402  (first: OpenMP wait policy before torch loads)
+from bnvae_core.experiments import benchmark  # noqa: E402
 from bnvae_core.metrics.text import iw_nll  # noqa: E402
 from bnvae_core.training.loop import corpus_for  # noqa: E402
 

@@ -23,7 +23,7 @@ Scenarios (each writes ``bench/out/<name>.csv``; those with a plot also ``<name>
 * ``before_after`` — the ``bench`` command of earlier commits (``--before``: before any speed
   work, and the first release) and of this checkout, alternated in fresh processes (git worktrees).
 
-Timing is wall-clock and process CPU time (see :mod:`bnvae_core.benchmark`); on a shared
+Timing is wall-clock and process CPU time (see :mod:`bnvae_core.experiments.benchmark`); on a shared
 machine compare the CPU-time columns between runs, and wall-clock only within one run.
 """
 from __future__ import annotations
@@ -49,11 +49,15 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
+from bnvae_core.threads import prefer_passive_wait  # noqa: E402
+
+prefer_passive_wait()   # OpenMP reads its wait policy when torch loads: choose it first (bnvae_core.threads)
+
 import torch  # noqa: E402
 from baseline import BaselineBench  # noqa: E402
 
 from bnvae_core.config import TrainConfig  # noqa: E402
-from bnvae_core.experiments import benchmark  # noqa: E402  (first: sets the OpenMP wait policy before torch loads)
+from bnvae_core.experiments import benchmark  # noqa: E402
 from bnvae_core.models import text_vae as model_module  # noqa: E402
 from bnvae_core.training.loop import corpus_for  # noqa: E402
 
@@ -451,16 +455,15 @@ def memory(sizes: dict, corpus_sizes: list, out: Path) -> pd.DataFrame:
 
 def before_after(sizes: dict, steps: int, iw_sentences: int, iw_k: int, before: str, rounds: int,
                  out: Path) -> pd.DataFrame:
-    """``python -m bnvae_core bench`` of the commits ``before`` (comma-separated; each with this
-    checkout's benchmark.py copied in, since the harness did not exist in the first) and of this
-    checkout, alternately in fresh processes."""
+    """``python -m bnvae_core bench`` of the commits ``before`` (comma-separated; each runs its own
+    ``bench`` command, which every commit since the benchmark harness has) and of this checkout,
+    alternately in fresh processes."""
     trees = []
     for commit in before.split(","):
         tree = Path(f"/tmp/bnvae-bench-before-{commit}")
         if not tree.exists():
             subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(tree), commit],
                            check=True, capture_output=True)
-        shutil.copy(ROOT / "bnvae_core" / "benchmark.py", tree / "bnvae_core" / "benchmark.py")
         trees.append((commit, tree))
     args = ["bench", "--data", "wordnet", "--model", "bnvae", "--emb-dim", str(sizes["emb_dim"]),
             "--hidden-dim", str(sizes["hidden_dim"]), "--nz", str(sizes["nz"]),

@@ -54,7 +54,6 @@ import copy
 import hashlib
 import json
 import math
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -69,6 +68,7 @@ from torch import nn
 from ..data.corpus import EncodedSplit, Vocab, bucket_batches, load_corpus, make_batch
 from ..data.hub import resolve_data
 from ..errors import ConfigError, UnknownDatasetError
+from ..io import atomic_write_text
 from ..metrics.text import posterior_params
 
 MODES = ("frozen", "finetune", "bow")
@@ -102,7 +102,7 @@ class LabelledData:
         return float((self.test_labels == 0).mean())
 
 
-def _class_mapper(classes: str, train_names: Sequence[str]):
+def class_mapper(classes: str, train_names: Sequence[str]):
     """A function label name → class name (``None``: leave the sentence out)."""
     if classes == "all":
         return lambda name: name
@@ -142,7 +142,7 @@ def labelled_data(run, classes: str = "top10", data: str | None = None, split: s
     train_names, eval_names = names(corpus.train), names(corpus.splits[split])
     if all(n is None for n in train_names):
         raise ConfigError(f"{data_name}: the train split has no labels (expected 'label<TAB>text' lines)")
-    mapper = _class_mapper(classes, [n for n in train_names if n is not None])
+    mapper = class_mapper(classes, [n for n in train_names if n is not None])
     pool_cls = [mapper(n) if n is not None else None for n in train_names]
     eval_cls = [mapper(n) if n is not None else None for n in eval_names]
     counts = Counter(c for c in pool_cls if c is not None)
@@ -363,9 +363,7 @@ def few_label_accuracy(run, n_labels: int | Iterable[int], seeds: int | Iterable
     if cache_file is not None:
         try:
             cache_file.parent.mkdir(exist_ok=True)
-            tmp = cache_file.with_name(f".{cache_file.name}.{os.getpid()}.tmp")
-            table.to_csv(tmp, index=False)
-            os.replace(tmp, cache_file)
+            atomic_write_text(cache_file, table.to_csv(index=False))
         except OSError:
             pass   # a read-only run folder: the results are still returned
     return table

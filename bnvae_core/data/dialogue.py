@@ -66,8 +66,6 @@ from .corpus import (
     tokenize,
 )
 
-#: data names this module reads besides directories
-BUILTIN_DIALOGUE = ("wordnet", "chatterbot")
 INSTALL_HINT = "pip install 'bnvae-core[dialogue]' (or: pip install chatterbot-corpus pyyaml)"
 
 

@@ -36,7 +36,7 @@ import pandas as pd
 
 from ..config import TrainConfig
 from ..errors import ConfigError
-from ..io import read_jsonl
+from ..io import atomic_write_text, read_jsonl
 from ..methods import method_class, method_label
 from ..training.cache import cached_run
 from ..viz import plots
@@ -166,8 +166,8 @@ def write_outputs(results: pd.DataFrame, out: str | Path) -> dict:
         raise ConfigError(f"{out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     paths = {"results": out / "results.csv", "summary": out / "summary.csv"}
-    results.to_csv(paths["results"], index=False)
-    summarize(results).to_csv(paths["summary"], index=False)
+    atomic_write_text(paths["results"], results.to_csv(index=False))
+    atomic_write_text(paths["summary"], summarize(results).to_csv(index=False))
     fig = plots.kl_nll_frontier(results)
     paths["kl_vs_nll"] = plots.save_figure(fig, out, "kl_vs_nll")[0]
     fig = plots.training_curves(histories(results), metrics=("rec", "kl", "elbo", "au"))

@@ -50,6 +50,7 @@ from ..config import SMOKE_SIZE, TrainConfig
 from ..data.corpus import BUILTIN_CORPORA
 from ..data.hub import PRESETS, REGISTRY, resolve_data
 from ..errors import ConfigError
+from ..io import atomic_write_text
 from ..methods import method_label
 from ..training.cache import cached_run
 from ..viz.plots import palette, save_figure, training_curves
@@ -296,9 +297,9 @@ def reproduce(dataset: str, out: str | Path, *, methods: Sequence[str] = DEFAULT
     lm_runs = pd.DataFrame(rows)
     table = lm_table(lm_runs)
     written = {"lm_runs": out / "lm_runs.csv", "lm_table": out / "lm_table.csv", "lm_table_md": out / "lm_table.md"}
-    lm_runs.to_csv(written["lm_runs"], index=False)
-    table.to_csv(written["lm_table"], index=False)
-    written["lm_table_md"].write_text(lm_markdown(table, dataset, iw_samples), encoding="utf-8")
+    atomic_write_text(written["lm_runs"], lm_runs.to_csv(index=False))
+    atomic_write_text(written["lm_table"], table.to_csv(index=False))
+    atomic_write_text(written["lm_table_md"], lm_markdown(table, dataset, iw_samples))
     fig = lm_figure(lm_runs, dataset)
     written["lm_figure"] = save_figure(fig, figures, "lm_metrics")[0]
     seed0 = {method_label(c): r.history for c, r in zip(configs, runs) if c.seed == 0 and r.history_rows}
@@ -316,10 +317,9 @@ def reproduce(dataset: str, out: str | Path, *, methods: Sequence[str] = DEFAULT
             written.update(classification_runs=out / "classification_runs.csv",
                            classification_table=out / "classification_table.csv",
                            classification_table_md=out / "classification_table.md")
-            results.to_csv(written["classification_runs"], index=False)
-            ctable.to_csv(written["classification_table"], index=False)
-            written["classification_table_md"].write_text(classification_markdown(ctable, dataset, classes),
-                                                          encoding="utf-8")
+            atomic_write_text(written["classification_runs"], results.to_csv(index=False))
+            atomic_write_text(written["classification_table"], ctable.to_csv(index=False))
+            atomic_write_text(written["classification_table_md"], classification_markdown(ctable, dataset, classes))
             written["classification_figure"] = save_figure(classification_figure(ctable, dataset), figures,
                                                            "classification")[0]
     elif classify:
@@ -329,5 +329,5 @@ def reproduce(dataset: str, out: str | Path, *, methods: Sequence[str] = DEFAULT
             "configs": [c.to_dict() for c in configs], "notes": notes,
             "outputs": {k: str(v) for k, v in written.items()}}
     written["meta"] = out / "reproduce.json"
-    written["meta"].write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
+    atomic_write_text(written["meta"], json.dumps(meta, indent=1) + "\n")
     return written

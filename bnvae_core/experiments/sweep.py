@@ -42,6 +42,7 @@ import torch
 
 from ..config import TrainConfig
 from ..errors import ConfigError, RayUnavailableError
+from ..io import atomic_write_text
 from ..training.cache import cache_dir, cached_run
 
 
@@ -151,6 +152,6 @@ def run_sweep(configs: Sequence[TrainConfig], *, cache_root: str | Path | None =
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out / "sweep.csv", index=False)
-        (out / "sweep.json").write_text(json.dumps([c.to_dict() for c in configs], indent=1) + "\n")
+        atomic_write_text(out / "sweep.csv", table.to_csv(index=False))
+        atomic_write_text(out / "sweep.json", json.dumps([c.to_dict() for c in configs], indent=1) + "\n")
     return table

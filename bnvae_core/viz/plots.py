@@ -20,6 +20,7 @@ Inputs are the package's own tables:
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -30,6 +31,8 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from ..io import atomic_write_bytes
 
 #: metric column → (panel title, y label) of :func:`training_curves`
 CURVE_METRICS = {
@@ -391,11 +394,16 @@ def save_figure(fig: Figure, directory: str | Path, name: str, dpi: int = 150) -
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     paths = [directory / f"{name}.png", directory / f"{name}.svg"]
-    fig.savefig(paths[0], dpi=dpi, bbox_inches="tight")
+    # each file is rendered in memory and written whole (bnvae_core.io): never half a PNG
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=dpi, bbox_inches="tight")
+    atomic_write_bytes(paths[0], png.getvalue())
     # no date and a fixed id salt: regenerating an unchanged figure gives the same SVG bytes,
     # so `make figures` does not churn git (PNG output is already byte-stable)
+    svg = io.BytesIO()
     with matplotlib.rc_context({"svg.hashsalt": name}):
-        fig.savefig(paths[1], bbox_inches="tight", metadata={"Date": None})
+        fig.savefig(svg, format="svg", bbox_inches="tight", metadata={"Date": None})
+    atomic_write_bytes(paths[1], svg.getvalue())
     return paths
 
 

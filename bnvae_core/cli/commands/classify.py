@@ -8,7 +8,7 @@ import json
 from ...analysis.classify import (
     MODES,
     PAPER_LABEL_SIZES,
-    _class_mapper,
+    class_mapper,
     few_label_accuracy,
     summarize,
 )
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     if args.finetune_epochs < 1:
         raise ConfigError(f"--finetune-epochs must be >= 1, got {args.finetune_epochs}")
-    _class_mapper(args.classes, [])          # validate before loading anything
+    class_mapper(args.classes, [])          # validate before loading anything
     loaded = load_run(args.run_dir, device=args.device)
     results = few_label_accuracy(loaded, args.labels, args.seeds, args.mode, classes=args.classes,
                                  data=args.data, finetune_epochs=args.finetune_epochs)

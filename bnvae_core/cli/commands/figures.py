@@ -10,6 +10,7 @@ import pandas as pd
 
 from ...config import smoke_requested
 from ...experiments.figures import default_output_dirs, run_all
+from ...io import atomic_write_text
 
 HELP = "execute every notebook and regenerate figures/"
 
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
     if args.only and times.exists():   # keep the rows of the notebooks not run this time
         old = pd.read_csv(times)
         table = pd.concat([old[~old["notebook"].isin(table["notebook"])], table]).sort_values("notebook")
-    table.to_csv(times, index=False)
+    atomic_write_text(times, table.to_csv(index=False))
     print(json.dumps({"figures_dir": str(figures_dir), "notebooks": len(table),
                       "total_wall_s": round(float(table["wall_s"].sum()), 1) if len(table) else 0.0}))
     return 0
