@@ -36,28 +36,29 @@ from .io import atomic_write_text
 #: :meth:`TrainConfig.hash`, the name of a cached run, so a notebook never loads a model that
 #: older code trained. ``tests/test_portability.py`` trains two tiny models and compares them
 #: with ``tests/golden_training.json``: when the numbers move, bump this and re-record.
-TRAINING_MATH_VERSION = 2
+TRAINING_MATH_VERSION = 3
 
 GROUPS = ("method", "method settings", "data", "sizes", "optimisation", "run")
 
 
 def setting(default, help: str, group: str, *, methods: tuple[str, ...] = (), choices: tuple = (),
             minimum: float | None = None, maximum: float | None = None, above: float | None = None,
-            below: float | None = None, zero_is_none: bool = False, hash_if_default: bool = True):
+            below: float | None = None):
     """A :class:`TrainConfig` field with what the CLI, the checks and the hash need to know.
 
     ``methods``: the methods that read it (shown in its help; empty: all). ``minimum``/``maximum``
-    are inclusive bounds, ``above``/``below`` exclusive ones. ``zero_is_none``: on the command line
-    ``0`` means None ("no limit"). ``hash_if_default=False``: the field enters the cache name only
-    when it differs from its default (settings added after the first cached runs; see :meth:`TrainConfig.hash`)."""
+    are inclusive bounds, ``above``/``below`` exclusive ones. A method setting enters the cache name
+    only for the methods it names (:meth:`TrainConfig.hash`)."""
     if group not in GROUPS:
         raise ValueError(f"unknown group {group!r}")
     return dataclasses.field(default=default, metadata=dict(
         help=help, group=group, methods=tuple(methods), choices=tuple(choices), minimum=minimum,
-        maximum=maximum, above=above, below=below, zero_is_none=zero_is_none, hash_if_default=hash_if_default))
+        maximum=maximum, above=above, below=below))
 
 
 _BN = ("bnvae", "duvae", "bn-cvae")
+#: help of the size limits: none means the data's own
+_DATA_OWN = "{} (none: the data's own — the teaching size on the built-in corpus, everything otherwise; 0: no limit)"
 _CVAE = ("cvae", "bn-cvae")
 
 
@@ -68,46 +69,53 @@ class TrainConfig:
     gamma: float = setting(0.6, "fixed BN scale γ of μ: E[KL] ≥ n·γ²/2 nats on every training batch",
                            "method", methods=_BN, minimum=0)
     # --- method settings: each read only by its methods ---------------------------------------
-    beta: float = setting(0.5, "KL weight β (times the warm-up weight)", "method settings",
-                          methods=("beta",), minimum=0, hash_if_default=False)
+    beta: float = setting(0.5, "KL weight β: constant, as the reference code (text_beta.py)", "method settings",
+                          methods=("beta",), minimum=0)
+    beta_warmup: bool = setting(False, "β times the linear KL warm-up weight instead of a constant β",
+                                "method settings", methods=("beta",))
     cycles: int = setting(4, "number of cycles M over the run (Fu et al. 2019)", "method settings",
-                          methods=("cyclical",), minimum=1, hash_if_default=False)
+                          methods=("cyclical",), minimum=1)
     cycle_ratio: float = setting(0.5, "fraction R of each cycle with a rising weight", "method settings",
-                                 methods=("cyclical",), above=0, maximum=1, hash_if_default=False)
+                                 methods=("cyclical",), above=0, maximum=1)
     cycle_shape: str = setting("linear", "shape of the rise", "method settings", methods=("cyclical",),
-                               choices=("linear", "sigmoid", "cosine"), hash_if_default=False)
+                               choices=("linear", "sigmoid", "cosine"))
     target_kl: float | None = setting(None, "free nats λ per sentence (fb: 5, pretrain-fb: 8) or per "
                                             "dimension (fb-dim: 0.25); None: the method's default",
                                       "method settings", methods=("fb", "fb-dim", "pretrain-fb"),
-                                      minimum=0, hash_if_default=False)
+                                      minimum=0)
     fb_scope: str = setting("sentence", "max(KL_i, λ) per 'sentence', or max(mean_i KL_i, λ) per 'batch'",
-                            "method settings", methods=("fb",), choices=("sentence", "batch"),
-                            hash_if_default=False)
+                            "method settings", methods=("fb",), choices=("sentence", "batch"))
     delta: float = setting(0.15, "committed rate δ: KL ≥ δ nats per dimension", "method settings",
-                           methods=("delta",), above=0, hash_if_default=False)
+                           methods=("delta",), above=0)
     kappa: float = setting(13.0, "fixed concentration κ of the vMF posterior", "method settings",
-                           methods=("vmf",), above=0, hash_if_default=False)
+                           methods=("vmf",), above=0)
     aggressive_check_every: int = setting(15, "inner-loop loss window (encoder updates)", "method settings",
-                                          methods=("aggressive",), minimum=1, hash_if_default=False)
+                                          methods=("aggressive",), minimum=1)
     aggressive_max_steps: int = setting(100, "at most this many encoder updates per batch", "method settings",
-                                        methods=("aggressive",), minimum=1, hash_if_default=False)
+                                        methods=("aggressive",), minimum=1)
     pretrain_epochs: int = setting(4, "autoencoder epochs before the decoder reset", "method settings",
-                                   methods=("pretrain-fb",), minimum=0, hash_if_default=False)
+                                   methods=("pretrain-fb",), minimum=0)
     duvae_dropout: float = setting(0.5, "dropout probability on the posterior variance σ²", "method settings",
-                                   methods=("duvae",), minimum=0, below=1, hash_if_default=False)
+                                   methods=("duvae",), minimum=0, below=1)
     bow_loss: bool = setting(False, "add the bag-of-words loss (Zhao et al. 2017)", "method settings",
-                             methods=_CVAE, hash_if_default=False)
+                             methods=_CVAE)
     max_context: int = setting(10, "keep the last this-many context utterances", "method settings",
-                               methods=_CVAE, minimum=1, hash_if_default=False)
+                               methods=_CVAE, minimum=1)
     # --- data -----------------------------------------------------------------------------
     data: str = setting("wordnet", "'wordnet' (built in), a dataset name of the hub, or a corpus directory", "data")
-    max_tokens: int | None = setting(30, "drop longer sentences (0: keep all)", "data", minimum=1, zero_is_none=True)
-    max_train: int | None = setting(8000, "seeded subset of the training sentences (0: all)", "data",
-                                    minimum=1, zero_is_none=True)
-    max_eval: int | None = setting(1000, "seeded subset of valid/test (0: all)", "data", minimum=1, zero_is_none=True)
-    min_freq: int = setting(2, "keep words seen at least this often in train", "data", minimum=0)
-    max_vocab: int | None = setting(6000, "at most this many words, specials included (0: no cap)", "data",
-                                    minimum=1, zero_is_none=True)
+    tokenizer: str = setting("auto", "'words' (lowercased words and punctuation), 'whitespace' (the text as "
+                                     "it is, <unk> one token: the paper's corpora), or 'auto' (whitespace for "
+                                     "the hub's datasets and corpora containing <unk>, else words)", "data",
+                             choices=("auto", "words", "whitespace"))
+    max_tokens: int | None = setting(None, _DATA_OWN.format("drop sentences longer than this"), "data", minimum=0)
+    max_train: int | None = setting(None, _DATA_OWN.format("a seeded subset of this many training sentences"),
+                                    "data", minimum=0)
+    max_eval: int | None = setting(None, _DATA_OWN.format("a seeded subset of this many valid/test sentences"),
+                                   "data", minimum=0)
+    min_freq: int | None = setting(None, "keep words seen at least this often in train (none: 2 on the built-in "
+                                         "corpus, 1 otherwise)", "data", minimum=1)
+    max_vocab: int | None = setting(None, _DATA_OWN.format("at most this many words, specials included"), "data",
+                                    minimum=0)
     # --- sizes ----------------------------------------------------------------------------
     emb_dim: int = setting(128, "word embedding size (encoder and decoder)", "sizes", minimum=1)
     hidden_dim: int = setting(256, "LSTM hidden size (encoder and decoder)", "sizes", minimum=1)
@@ -124,23 +132,28 @@ class TrainConfig:
     lr: float = setting(1.0, "learning rate", "optimisation", above=0)
     momentum: float = setting(0.0, "SGD momentum", "optimisation", minimum=0)
     clip_grad: float = setting(5.0, "clip the gradient norm at this (≤ 0: no clipping)", "optimisation")
-    lr_patience: int = setting(5, "epochs without a better validation loss before the lr decays",
-                               "optimisation", minimum=0)
+    lr_patience: int = setting(5, "epochs whose validation loss exceeds the best since the last decay "
+                                  "before the lr decays", "optimisation", minimum=1)
     lr_decay: float = setting(0.5, "factor of each lr decay", "optimisation", above=0)
-    max_lr_decays: int = setting(5, "stop training after this many decays", "optimisation", minimum=0)
+    max_lr_decays: int = setting(5, "stop training right after this many decays (0: never decay)",
+                                 "optimisation", minimum=0)
+    lr_decay_after: int = setting(15, "no lr decay in the first this-many epochs (the reference's load_best_epoch)",
+                                  "optimisation", minimum=0)
     init_range: float = setting(0.01, "uniform init ±this of the weights", "optimisation", minimum=0)
     init_emb_range: float = setting(0.1, "uniform init ±this of the embeddings", "optimisation", minimum=0)
-    init_scheme: str = setting("he", "'he': every weight ±init_range (He et al. 2019); 'bnvae': the encoder "
+    init_scheme: str = setting("bnvae", "'he': every weight ±init_range (He et al. 2019); 'bnvae': the encoder "
                                      "at PyTorch's default init (BN-VAE's code)", "optimisation",
-                               choices=("he", "bnvae"), hash_if_default=False)
+                               choices=("he", "bnvae"))
     # --- run ------------------------------------------------------------------------------
     seed: int = setting(0, "seed of the weights, the data order and every sample", "run", minimum=0)
+    log_every: int = setting(50, "log the training batch's KL and reconstruction every this many steps "
+                                 "(metrics.jsonl rows with split 'step'; the first step always)", "run", minimum=1)
     device: str = setting("auto", "'auto' (CUDA when available), 'cpu', 'cuda' or 'cuda:N'", "run")
     on_nonfinite: str = setting("stop", "'stop' or 'skip' a batch whose loss or gradient is NaN/Inf", "run",
                                 choices=("stop", "skip"))
     precision: str = setting("fp32", "'fp32', or 'bf16': matrix multiplies and LSTMs in bfloat16 (losses "
                                      "stay fp32) where the device has bf16 kernels", "run",
-                             choices=("fp32", "bf16"), hash_if_default=False)
+                             choices=("fp32", "bf16"))
 
     def __post_init__(self):
         if isinstance(self.data, os.PathLike):
@@ -203,13 +216,13 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     def hash(self) -> str:
-        """Short hash of everything that changes the trained model: every field but ``device``
-        (fields declared ``hash_if_default=False`` only when they differ from their default, so
-        adding such a field keeps the names of older entries) and :data:`TRAINING_MATH_VERSION`."""
+        """Short hash of everything that changes the trained model: every field but ``device`` and
+        the method settings of other methods (``beta`` does not change a BN-VAE), and
+        :data:`TRAINING_MATH_VERSION`."""
         d = self.to_dict()
         d.pop("device")
         for f in fields(self):
-            if not f.metadata["hash_if_default"] and d[f.name] == f.default:
+            if f.metadata["methods"] and self.model not in f.metadata["methods"]:
                 d.pop(f.name)
         d["training_math_version"] = TRAINING_MATH_VERSION
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
@@ -254,7 +267,7 @@ def _range_problems(f: dataclasses.Field, value) -> list[str]:
         return []
     if low is not None and high is not None:
         return [f"{f.name} must be in {low[0]}{low[1]:g}, {high[0]:g}{high[1]}, got {value}"]
-    hint = " (or None: no limit; 0 on the command line)" if m["zero_is_none"] else ""
+    hint = ""
     if low is not None:
         return [f"{f.name} must be {'>=' if low[0] == '[' else '>'} {low[1]:g}{hint}, got {value}"]
     return [f"{f.name} must be {'<=' if high[1] == ']' else '<'} {high[0]:g}, got {value}"]

@@ -109,6 +109,7 @@ def method_label(config: TrainConfig) -> str:
     shown = {k: v for k, v in method_settings(config).items() if k in _SYMBOLS}
     if "target_kl" in shown:
         shown["target_kl"] = cls(config).target_kl
-    if not shown:
-        return cls.label
-    return f"{cls.label} (" + ", ".join(f"{_SYMBOLS[k]}={v:g}" for k, v in shown.items()) + ")"
+    parts = [f"{_SYMBOLS[k]}={v:g}" for k, v in shown.items()]
+    if config.model == "beta" and config.beta_warmup:
+        parts.append("annealed")
+    return f"{cls.label} (" + ", ".join(parts) + ")" if parts else cls.label

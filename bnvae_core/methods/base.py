@@ -40,7 +40,7 @@ from ..data.corpus import (
     cached_corpus,
     make_batch,
 )
-from ..data.hub import resolve_data
+from ..data.hub import reading_settings
 from ..metrics.text import active_units, elbo, evaluate, exp_or_inf, mutual_information
 from ..models.text_vae import TextVAE
 from .schedules import linear_warmup_weight
@@ -155,11 +155,14 @@ class Method:
 
     # --- data ----------------------------------------------------------------------------
     def load_corpus(self) -> Corpus:
-        """The corpus ``config`` names (built-in, hub dataset or directory), memoised per process;
-        the subsets are seeded with 0, so runs with different seeds see the same sentences."""
+        """The corpus ``config`` names (built-in, hub dataset or directory), read as
+        :func:`~bnvae_core.data.hub.reading_settings` says (tokenizer; the data's own limits where the
+        config leaves them at None), memoised per process; the subsets are seeded with 0, so runs
+        with different seeds see the same sentences."""
         c = self.config
-        return cached_corpus(resolve_data(c.data), max_tokens=c.max_tokens, max_train=c.max_train,
-                             max_eval=c.max_eval, min_freq=c.min_freq, max_vocab=c.max_vocab)
+        path, kwargs = reading_settings(c.data, c.tokenizer, max_tokens=c.max_tokens, max_train=c.max_train,
+                                        max_eval=c.max_eval, min_freq=c.min_freq, max_vocab=c.max_vocab)
+        return cached_corpus(path, **kwargs)
 
     def make_batch(self, split: EncodedSplit, index) -> Batch:
         return make_batch(split, index)
@@ -232,6 +235,10 @@ class Method:
         return {"loss": val["loss"], "rec": val["rec"], "kl": val["kl"], "elbo": val["elbo"], "au": au,
                 "mi": mutual_information(model, corpus.valid, seed=seed),
                 "ppl_elbo": exp_or_inf(val["loss"] * val["n_sentences"] / val["n_tokens"])}
+
+    def selection_loss(self, valid_row: dict) -> float:
+        """The validation number that selects the weights kept and drives the lr schedule: −ELBO."""
+        return valid_row["loss"]
 
     def evaluate(self, model: TextVAE, split: EncodedSplit, **kwargs) -> dict:
         """Test metrics of a trained model (:func:`bnvae_core.metrics.text.evaluate`)."""

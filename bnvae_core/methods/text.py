@@ -39,13 +39,21 @@ class BNVAE(Method):
 
 
 class BetaVAE(Method):
-    """``beta``: KL weight β·w_t (β < 1 trades a worse ELBO for more information in z).
-    Set ``warmup_epochs=0`` for the constant-β objective of Higgins et al. (2017)."""
+    """``beta``: β-VAE (Higgins et al. 2017) as the BN-VAE authors' code runs it (``text_beta.py``):
+    ``mean_i (rec_i + β KL_i)`` with a **constant** β from the first step (no warm-up), and the
+    weights kept and the lr schedule driven by the validation ``rec + β·KL`` (not the ELBO).
+    ``beta_warmup=True``: the KL weight is β times the linear warm-up weight instead (this
+    package's earlier form; a table says which one it used through ``method_label``)."""
     name = "beta"
     label = "β-VAE"
 
     def kl_weight(self, step, steps_per_epoch):
+        if not self.config.beta_warmup:
+            return self.config.beta
         return self.config.beta * super().kl_weight(step, steps_per_epoch)
+
+    def selection_loss(self, valid_row):
+        return valid_row["rec"] + self.config.beta * valid_row["kl"]
 
 
 class Cyclical(Method):

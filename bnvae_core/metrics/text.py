@@ -139,7 +139,7 @@ def train_mode_batch_kl(model: TextVAE, split: EncodedSplit, batch_size: int = 3
         for i, index in enumerate(bucket_batches(split, batch_size, shuffle=True, seed=seed,
                                                  drop_singletons=True)):
             b = make_batch(split, index).to(dev)
-            s2 = probe.encoder(b.tokens, b.lengths)[0].var(0, unbiased=False)
+            s2 = probe.encode_raw(b.tokens, b.lengths)[0].var(0, unbiased=False)
             mu, logvar = probe.encode(b.tokens, b.lengths)
             rows.append({"batch": i, "size": len(b), "kl": float(gaussian_kl_per_dim(mu, logvar).sum(-1).mean()),
                          "bound": float(head.last_kl_bound) if len(b) > 1 else float("nan"),
@@ -189,31 +189,36 @@ def iw_nll(model: TextVAE, split: EncodedSplit, k: int = 500, chunk: int = 100, 
 
     −log p(x) ≈ −[logsumexp_k (log p(x|z_k) + log p(z_k) − log q(z_k|x)) − log K]. For the
     LSTM-LM (no latent) it is the exact NLL. All ``chunk`` samples of a batch go through the
-    decoder in one pass. Proposal q and prior p are ``model.posterior``'s (module docstring)."""
-    torch.manual_seed(seed)
+    decoder in one pass. Proposal q and prior p are ``model.posterior``'s (module docstring).
+    Seeded with ``seed`` on a forked RNG: the caller's random state is left as it was."""
     dev = _device(model)
-    out = np.zeros(len(split), np.float64)
     batches = list(iterate_batches(split, batch_size))
     if progress:
         from tqdm.auto import tqdm
         batches = tqdm(batches, desc=f"IW-NLL (K={k})", unit="batch")
-    with eval_mode(model):
-        for b in batches:
-            tokens, lengths = b.tokens.to(dev), b.lengths.to(dev)
-            if model.nz == 0:
-                out[b.index.numpy()] = model.reconstruction_nll(tokens, lengths, None).double().cpu().numpy()
-                continue
-            mu, logvar = model.encode(tokens, lengths)
-            post = model.posterior
-            log_w = []
-            for s in range(0, k, chunk):
-                z = post.sample(mu, logvar, min(chunk, k - s))                          # (B, c, nz)
-                log_px_z = -model.reconstruction_nll(tokens, lengths, z)                # (B, c)
-                log_pz = post.prior_log_density(z)
-                log_qz = post.log_density(z, mu.unsqueeze(1), logvar.unsqueeze(1))
-                log_w.append((log_px_z + log_pz - log_qz).double())
-            log_w = torch.cat(log_w, 1)
-            out[b.index.numpy()] = (-(torch.logsumexp(log_w, 1) - math.log(k))).cpu().numpy()
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []), eval_mode(model):
+        torch.manual_seed(seed)
+        return _iw_nll_batches(model, batches, len(split), k, chunk, dev)
+
+
+def _iw_nll_batches(model: TextVAE, batches, n: int, k: int, chunk: int, dev: torch.device) -> np.ndarray:
+    out = np.zeros(n, np.float64)
+    for b in batches:
+        tokens, lengths = b.tokens.to(dev), b.lengths.to(dev)
+        if model.nz == 0:
+            out[b.index.numpy()] = model.reconstruction_nll(tokens, lengths, None).double().cpu().numpy()
+            continue
+        mu, logvar = model.encode(tokens, lengths)
+        post = model.posterior
+        log_w = []
+        for s in range(0, k, chunk):
+            z = post.sample(mu, logvar, min(chunk, k - s))                          # (B, c, nz)
+            log_px_z = -model.reconstruction_nll(tokens, lengths, z)                # (B, c)
+            log_pz = post.prior_log_density(z)
+            log_qz = post.log_density(z, mu.unsqueeze(1), logvar.unsqueeze(1))
+            log_w.append((log_px_z + log_pz - log_qz).double())
+        log_w = torch.cat(log_w, 1)
+        out[b.index.numpy()] = (-(torch.logsumexp(log_w, 1) - math.log(k))).cpu().numpy()
     return out
 
 

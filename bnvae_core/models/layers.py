@@ -202,7 +202,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         return grad_hidden, grad_weight, grad_bias, None
 
 
-def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+def linear_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                          targets: torch.Tensor) -> torch.Tensor:
     """``F.cross_entropy(F.linear(hidden, weight, bias), targets, ignore_index=-100,
     reduction='none')`` in fp32, computed by :class:`_LinearCrossEntropy`.
@@ -225,7 +225,8 @@ class Decoder(nn.Module):
         self.dropout_out = RandDropout(dropout_out)
         self.lstm = nn.LSTM(emb_dim + nz, hidden_dim, batch_first=True)
         self.z_to_state = nn.Linear(nz, hidden_dim, bias=False) if nz > 0 else None
-        self.out = nn.Linear(hidden_dim, vocab_size)
+        # no bias, as the reference code's ``pred_linear`` (bn-vae / He et al. ``dec_lstm.py``)
+        self.out = nn.Linear(hidden_dim, vocab_size, bias=False)
 
     def initial_state(self, z: torch.Tensor | None, batch: int):
         if z is None or self.z_to_state is None:
@@ -282,6 +283,15 @@ class Decoder(nn.Module):
                 break
         seqs = torch.stack(out, 1).tolist() if out else [[] for _ in range(n)]
         return [s[: s.index(2)] if 2 in s else s for s in seqs]
+
+
+def encoder_io(tokens: torch.Tensor, lengths: torch.Tensor, bos: int = 1, eos: int = 2):
+    """What the encoder reads, ``<s> w₁…w_T </s>`` (padding 0 after), (B, T+2), and the lengths + 2
+    — as the reference codes' encoders, which read the whole ``<s> … </s>`` tensor."""
+    B = tokens.shape[0]
+    out = torch.cat([tokens.new_full((B, 1), bos), tokens, tokens.new_zeros((B, 1))], dim=1)
+    out[torch.arange(B, device=tokens.device), lengths + 1] = eos
+    return out, lengths + 2
 
 
 def decoder_io(tokens: torch.Tensor, lengths: torch.Tensor, bos: int = 1, eos: int = 2):

@@ -27,7 +27,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from . import distributions as _dist
-from .layers import BNHead, Decoder, Encoder, decoder_io, init_uniform_
+from .layers import BNHead, Decoder, Encoder, decoder_io, encoder_io, init_uniform_
 from .posteriors import DUVAE_VAR_FLOOR, GaussianPosterior, VMFPosterior
 
 POSTERIORS = ("none", "gaussian", "delta", "vmf")
@@ -41,7 +41,7 @@ EVAL_ROWS_PER_PASS = 128
 EVAL_TOKENS_PER_BLOCK = 1024
 
 
-def _block_nll(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, targets: torch.Tensor,
+def _block_nll(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor,
                buffers: dict, block: int) -> torch.Tensor:
     """``−log softmax(h Wᵀ + b)[y]`` per row for one block of evaluation tokens, ``h: (n, H)`` →
     ``(n,)`` fp32 (no gradient). The ``(n, V)`` logits and log-probabilities go into buffers of
@@ -53,7 +53,10 @@ def _block_nll(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, target
         buffers[key] = (torch.empty(block, V, dtype=h.dtype, device=h.device),
                         torch.empty(block, V, dtype=torch.float32, device=h.device))
     logits_buf, logp_buf = buffers[key]
-    logits = torch.addmm(bias, h, weight.t(), out=logits_buf[:n])                          # (n, V)
+    if bias is None:
+        logits = torch.mm(h, weight.t(), out=logits_buf[:n])                              # (n, V)
+    else:
+        logits = torch.addmm(bias, h, weight.t(), out=logits_buf[:n])
     logp = torch.log_softmax(logits, 1, dtype=torch.float32, out=logp_buf[:n])           # fp32
     return -logp.gather(1, targets.unsqueeze(1)).squeeze(1)
 
@@ -97,6 +100,11 @@ class TextVAE(nn.Module):
         init_uniform_(self, self.config, bn_prefix="bn_head", prefix=prefix, keep_default=keep)
 
     # --- inference network -------------------------------------------------------------------
+    def encode_raw(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The encoder's outputs before the posterior head (BN, δ constraint, …): ``μ`` (B, nz) and
+        ``log σ²`` (B, nz; None for vMF). The encoder reads ``<s> x </s>`` (:func:`encoder_io`)."""
+        return self.encoder(*encoder_io(tokens, lengths))
+
     def encode(self, tokens: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior parameters ``μ, log σ²``, each (B, nz); μ is batch-normalized for BN-VAE.
 
@@ -105,7 +113,7 @@ class TextVAE(nn.Module):
           variance but the constant ``−log κ`` (so shapes stay uniform) — use ``model.posterior``.
         * ``duvae``: σ² → Dropout_p(σ²) during training (zeroed with probability p, else scaled by
           1/(1−p)), then ``log(σ² + 1/(2πe))`` always (DU-VAE, Shen et al. 2021)."""
-        mu, logvar = self.encoder(tokens, lengths)
+        mu, logvar = self.encode_raw(tokens, lengths)
         if self.posterior_kind == "vmf":
             mu = mu / mu.norm(dim=-1, keepdim=True).clamp_min(1e-12)
             return mu, torch.full_like(mu, -math.log(self.posterior.kappa))
@@ -158,7 +166,7 @@ class TextVAE(nn.Module):
         weight, bias = self.decoder.out.weight, self.decoder.out.bias
         if torch.is_autocast_enabled(dev.type):       # the GEMM in autocast's dtype, softmax in fp32
             dtype = torch.get_autocast_dtype(dev.type)
-            weight, bias = weight.to(dtype), bias.to(dtype)
+            weight, bias = weight.to(dtype), None if bias is None else bias.to(dtype)
         buffers = {}                                  # (block, V) logits and log-probs, reused
         nll = torch.empty(N, dtype=torch.float32, device=dev)
         steps = (targets != -100).sum(1)                                                # (N,) decoder steps

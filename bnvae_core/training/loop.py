@@ -7,10 +7,10 @@ runs epochs of :meth:`Trainer.train_batch` — forward under the config's precis
 non-finite policy, :func:`~bnvae_core.training.step.update` — then validates, applies the
 lr schedule and, when it has a :class:`~bnvae_core.training.run_folder.RunFolder`, checkpoints.
 
-The schedule is the paper's (Zhu et al. 2020 §5, after He et al. 2019): SGD lr 1.0, gradient
-norm clipped at 5, KL weight linear from ``kl_start`` to 1 over ``warmup_epochs`` epochs (per
-step), and after ``lr_patience`` epochs without a better validation loss the lr is halved and
-the best weights reloaded, at most ``max_lr_decays`` times (training stops after that):
+The schedule is the paper's (Zhu et al. 2020 §5, after He et al. 2019), as the authors' code
+runs it: SGD lr 1.0, gradient norm clipped at 5, KL weight linear from ``kl_start`` to 1 over
+``warmup_epochs`` epochs (per step), and from epoch 16 on, after 5 epochs without improvement,
+the lr is halved and the best weights reloaded, stopping right after the 5th decay:
 :class:`LrPlateau`.
 
 Callbacks (:class:`Callback`) see the run from outside without changing it: the lagging-encoder
@@ -43,35 +43,51 @@ class TrainState:
     lr: float
     epoch: int = 0               #: epochs completed
     step: int = 0                #: optimizer steps taken
-    best_loss: float = math.inf  #: best validation loss (−ELBO) so far
-    not_improved: int = 0        #: epochs since it improved (or since the last decay)
+    best_loss: float = math.inf  #: best validation loss so far (selects the weights kept)
+    plateau_loss: float = math.inf  #: best validation loss since the last decay (the lr schedule's)
+    not_improved: int = 0        #: epochs above ``plateau_loss`` since it was last reset
     n_decays: int = 0
     stopped: bool = False
 
 
 class LrPlateau:
-    """After ``lr_patience`` epochs without a better validation loss, halve the lr (``lr_decay``)
-    and reload the best weights; after ``max_lr_decays`` decays, stop."""
+    """The learning-rate schedule of the BN-VAE reference code (valdersoul/bn-vae
+    ``text_anneal_fb.py``, the end-of-epoch block; He et al.'s ``text.py`` is the same with
+    ``decay_epoch = 2``):
+
+    * an epoch is *not improved* when its validation loss is **greater** than the best loss since
+      the last decay (ties reset the count); the best weights are kept separately, on the global best;
+    * after ``lr_patience`` (5) not-improved epochs, and only once ``epoch ≥ lr_decay_after``
+      (15, 0-based: never in the first 15 epochs), the lr is multiplied by ``lr_decay`` (½), the
+      best weights are reloaded, the optimizer rebuilt, and the comparison restarts from the loss
+      of the decay epoch;
+    * training stops right after the ``max_lr_decays``-th (5th) decay.
+
+    Where this differs from the reference, on purpose: the rebuilt optimizer is of the configured
+    kind (the reference always rebuilds SGD; the same for ``--optimizer sgd``), and
+    ``max_lr_decays = 0`` means "never decay" (the reference would stop after one epoch)."""
 
     def __init__(self, config: TrainConfig):
-        self.patience, self.decay, self.max_decays = config.lr_patience, config.lr_decay, config.max_lr_decays
+        self.patience, self.decay = config.lr_patience, config.lr_decay
+        self.max_decays, self.decay_after = config.max_lr_decays, config.lr_decay_after
 
-    def after_validation(self, state: TrainState, val_loss: float) -> str:
-        """Update ``state``; returns ``'improved'``, ``'decay'`` (reload the best weights),
-        ``'stop'`` or ``'wait'``."""
-        if val_loss < state.best_loss:
-            state.best_loss, state.not_improved = val_loss, 0
-            return "improved"
+    def after_validation(self, state: TrainState, epoch: int, val_loss: float) -> tuple[bool, bool]:
+        """Update ``state`` after the validation of 0-based ``epoch``; returns (new best weights?,
+        decay now: reload the best weights and rebuild the optimizer?). Sets ``state.stopped``."""
+        best = val_loss < state.best_loss
+        if best:
+            state.best_loss = val_loss
+        if not val_loss > state.plateau_loss:
+            state.plateau_loss, state.not_improved = val_loss, 0
+            return best, False
         state.not_improved += 1
-        if state.not_improved < self.patience:
-            return "wait"
-        state.n_decays += 1
-        state.not_improved = 0
-        if state.n_decays > self.max_decays:
-            state.stopped = True
-            return "stop"
+        if self.max_decays == 0 or state.not_improved < self.patience or epoch < self.decay_after:
+            return best, False
+        state.plateau_loss, state.not_improved = val_loss, 0
         state.lr *= self.decay
-        return "decay"
+        state.n_decays += 1
+        state.stopped = state.n_decays >= self.max_decays
+        return best, True
 
 
 class Callback:
@@ -169,7 +185,17 @@ class Trainer:
         if not torch.isfinite(norm):
             return self._non_finite("gradient norm", float(norm))
         self.state.step += 1
+        if self.state.step == 1 or self.state.step % self.config.log_every == 0:
+            self.history.append(self._step_row(terms, kl_weight))
         return terms
+
+    def _step_row(self, terms: LossTerms, kl_weight: float) -> dict:
+        """A ``split: 'step'`` row of ``metrics.jsonl``: this batch's mean KL and reconstruction
+        (nats per sentence), the KL weight it was trained with and the lr (what collapse looks
+        like inside an epoch)."""
+        kl, rec = torch.stack([terms.kl.detach().mean(), terms.rec.detach().mean()]).tolist()
+        return {"split": "step", "epoch": self.state.epoch + 1, "step": self.state.step, "kl": kl, "rec": rec,
+                "kl_weight": kl_weight, "lr": self.state.lr}
 
     def _non_finite(self, what: str, value: float) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -222,10 +248,10 @@ class Trainer:
         """The method's after-epoch hook, the history, the lr schedule, and the finite-weights check."""
         self.method.after_epoch(self.ctx, train_row, valid_row)      # e.g. aggressive's MI stop rule
         self.history += [train_row, valid_row]
-        action = self.schedule.after_validation(self.state, valid_row["loss"])
-        if action == "improved":
+        best, decay = self.schedule.after_validation(self.state, epoch, self.method.selection_loss(valid_row))
+        if best:
             self.best_state = copy.deepcopy(self.model.state_dict())
-        elif action == "decay":
+        if decay:
             self.model.load_state_dict(self.best_state)
             self.optimizer = build_optimizer(self.config, self.model, self.state.lr)
         self.state.epoch = epoch + 1

@@ -92,7 +92,18 @@ class Run:
 
     @property
     def history(self) -> pd.DataFrame:
+        """``metrics.jsonl`` as a DataFrame: the epoch rows (``split`` train/valid) and the step rows."""
         return pd.DataFrame(self.history_rows)
+
+    @property
+    def epoch_rows(self) -> list[dict]:
+        """The rows of ``metrics.jsonl`` with ``split`` 'train' or 'valid' (one pair per epoch)."""
+        return [r for r in self.history_rows if r.get("split") in ("train", "valid")]
+
+    @property
+    def step_rows(self) -> list[dict]:
+        """The rows of ``metrics.jsonl`` with ``split`` 'step' (every ``log_every`` steps)."""
+        return [r for r in self.history_rows if r.get("split") == "step"]
 
     def summary(self) -> dict:
         p = self.path / "summary.json" if self.path else None

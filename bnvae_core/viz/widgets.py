@@ -46,7 +46,7 @@ def batch_normalize_means(mu_pre: np.ndarray | torch.Tensor, gamma: float,
 class GammaExplorer:
     """An ipywidgets slider over γ redrawing the bound and the distribution of μ̂.
 
-    ``mu_pre`` (N, nz): pre-BN posterior means (``model.encoder(tokens, lengths)[0]``) of one batch
+    ``mu_pre`` (N, nz): pre-BN posterior means (``model.encode_raw(tokens, lengths)[0]``) of one batch
     or a whole split; ``beta`` (nz,): the trained BN shift (``model.bn_head.beta``) or None.
 
     Attributes after every change of ``slider.value``: ``gamma``, ``mu_hat`` (N, nz),
