@@ -81,13 +81,8 @@ def add_config_arguments(p: argparse.ArgumentParser, *, exclude: tuple[str, ...]
 
 
 def given_fields(args: argparse.Namespace) -> dict:
-    """The config fields given on the command line, ``{name: value}`` (0 → None for the ``max_*`` limits)."""
-    given = {}
-    for f in fields(TrainConfig):
-        if hasattr(args, f.name):
-            value = getattr(args, f.name)
-            given[f.name] = None if (f.metadata["zero_is_none"] and value == 0) else value
-    return given
+    """The config fields given on the command line, ``{name: value}``."""
+    return {f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name)}
 
 
 def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:

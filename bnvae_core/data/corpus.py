@@ -35,12 +35,42 @@ _TOKEN_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]")
 
 
 def tokenize(text: str) -> list[str]:
-    """Lowercase, then split into words and single punctuation marks.
+    """The ``words`` tokenizer: lowercase, then split into words and single punctuation marks
+    (for raw text such as the WordNet glosses).
 
     >>> tokenize("A dog's bark (loud); e.g. 3 times!")
     ['a', "dog's", 'bark', '(', 'loud', ')', ';', 'e', '.', 'g', '.', '3', 'times', '!']
     """
     return _TOKEN_RE.findall(text.lower())
+
+
+def tokenize_whitespace(text: str) -> list[str]:
+    """The ``whitespace`` tokenizer: the text as it is, split on whitespace — what the reference
+    codes do with the paper's pre-tokenized corpora (case and numbers kept; ``<unk>`` stays one
+    token, the vocabulary's unknown word).
+
+    >>> tokenize_whitespace("the <unk> was n't here , N years")
+    ['the', '<unk>', 'was', "n't", 'here', ',', 'N', 'years']
+    """
+    return text.split()
+
+
+TOKENIZERS = {"words": tokenize, "whitespace": tokenize_whitespace}
+
+#: the sizes the built-in corpus is used at unless a config asks otherwise (the *teaching size*:
+#: minutes on 2 CPU cores); any other corpus is used whole (:func:`effective_limits`)
+BUILTIN_LIMITS = {"wordnet": dict(max_tokens=30, max_train=8000, max_eval=1000, max_vocab=6000, min_freq=2)}
+#: a corpus used whole: every sentence, every training word in the vocabulary (as the reference code)
+WHOLE = dict(max_tokens=0, max_train=0, max_eval=0, max_vocab=0, min_freq=1)
+
+
+def effective_limits(data: str, **given) -> dict:
+    """The limits :func:`load_corpus` gets for ``data``: each of ``max_tokens, max_train, max_eval,
+    max_vocab, min_freq`` as given, or when None the data's own (:data:`BUILTIN_LIMITS` for the
+    built-in corpus, :data:`WHOLE` otherwise); a limit of 0 means none (→ None)."""
+    own = BUILTIN_LIMITS.get(str(data), WHOLE)
+    out = {k: own[k] if given.get(k) is None else given[k] for k in WHOLE}
+    return {k: (None if k != "min_freq" and v == 0 else v) for k, v in out.items()}
 
 
 class Vocab:
@@ -94,7 +124,7 @@ class RawSplit:
     crlf_lines: int = 0      #: lines that ended in CRLF (the CR removed)
 
 
-def _read_lines(path: Path, stats: dict | None = None) -> Iterator[tuple[int, str]]:
+def read_lines(path: Path, stats: dict | None = None) -> Iterator[tuple[int, str]]:
     """(line number, line) of a UTF-8 text file; BOM and CRLF tolerated (and counted into
     ``stats['bom']``, ``stats['crlf_lines']`` when ``stats`` is given)."""
     if not path.is_file():
@@ -117,7 +147,7 @@ def _read_lines(path: Path, stats: dict | None = None) -> Iterator[tuple[int, st
 
 
 def _decode_lines(path: Path, fh, stats: dict) -> Iterator[tuple[int, str]]:
-    """The lines of the binary file ``fh`` decoded (see :func:`_read_lines`); a final newline
+    """The lines of the binary file ``fh`` decoded (see :func:`read_lines`); a final newline
     ends the last line, it does not start a blank one."""
     try:
         for number, line in enumerate(fh, start=1):
@@ -161,16 +191,17 @@ def read_split_file(path: str | Path, max_tokens: int | None = None) -> RawSplit
                     stats.get("crlf_lines", 0))
 
 
-def iter_split_file(path: str | Path, max_tokens: int | None = None,
-                    stats: dict | None = None) -> Iterator[tuple[list[str], str | None]]:
+def iter_split_file(path: str | Path, max_tokens: int | None = None, stats: dict | None = None,
+                    tokenizer: str = "words") -> Iterator[tuple[list[str], str | None]]:
     """(tokens, label or ``None``) of each kept line of a corpus file, read line by line, with
     the checks of :func:`read_split_file`; ``stats`` receives ``skipped_blank``,
     ``skipped_long``, ``bom`` and ``crlf_lines``. The "no sentences" error comes at the end."""
     path = Path(path)
     stats = {} if stats is None else stats
+    split_text = TOKENIZERS[tokenizer]
     n_kept, blank, long = 0, 0, 0
     first_label: tuple[int, str] | None = None   # (line, label) of the file's first label
-    for number, line in _read_lines(path, stats):
+    for number, line in read_lines(path, stats):
         if not line.strip():
             blank += 1
             continue
@@ -191,7 +222,7 @@ def iter_split_file(path: str | Path, max_tokens: int | None = None,
                                         f"(line {first_label[0]}: {first_label[1]!r})", number)
         else:
             text = line
-        tokens = tokenize(text)
+        tokens = split_text(text)
         if not tokens:
             blank += 1
             continue
@@ -211,16 +242,16 @@ def _is_int_label(label: str) -> bool:
     return re.fullmatch(r"-?[0-9]+", label) is not None
 
 
-def _read_wordnet(max_tokens: int | None) -> dict[str, RawSplit]:
+def read_wordnet(max_tokens: int | None) -> dict[str, RawSplit]:
     """The built-in corpus: WordNet 3.0 glosses labelled by lexicographer file."""
     splits = {name: RawSplit([], []) for name in SPLITS}
-    for split, tokens, lexname in _iter_wordnet(max_tokens):
+    for split, tokens, lexname in iter_wordnet(max_tokens):
         splits[split].sentences.append(tokens)
         splits[split].labels.append(lexname)
     return splits
 
 
-def _iter_wordnet(max_tokens: int | None) -> Iterator[tuple[str, list[str], str]]:
+def iter_wordnet(max_tokens: int | None) -> Iterator[tuple[str, list[str], str]]:
     """(split, tokens, lexicographer file) of each kept gloss of the built-in corpus."""
     ref = resources.files("bnvae_core") / "corpora" / "wordnet_glosses.tsv.gz"
     with resources.as_file(ref) as path, gzip.open(path, "rt", encoding="utf-8") as fh:
@@ -234,7 +265,7 @@ def _iter_wordnet(max_tokens: int | None) -> Iterator[tuple[str, list[str], str]
 def read_raw_corpus(data: str | Path, max_tokens: int | None = None) -> dict[str, RawSplit]:
     """Tokenized train/valid/test of ``data``: ``'wordnet'`` or a corpus directory."""
     if str(data) in BUILTIN_CORPORA:
-        return _read_wordnet(max_tokens)
+        return read_wordnet(max_tokens)
     root = Path(data)
     if not root.is_dir():
         raise CorpusError(root, "no such corpus directory (and not a built-in corpus name: "
@@ -295,6 +326,26 @@ class Corpus:
     #: per split: what reading tolerated — ``skipped_blank``, ``skipped_long`` (> max_tokens)
     #: line counts, ``bom`` (a removed byte-order mark), ``crlf_lines`` (CRs removed)
     reading: dict[str, dict] = field(default_factory=dict)
+    #: how the text was split into tokens (``'words'`` or ``'whitespace'``)
+    tokenizer: str = "words"
+    #: the limits it was read with (None: no limit), see :func:`load_corpus`
+    limits: dict = field(default_factory=dict)
+
+    def selection_notes(self) -> list[str]:
+        """One line per split whose sentences were not all used (long ones dropped, a seeded subset
+        taken), e.g. ``'train: 8,000 of 105,874 sentences (a seeded subset, max_train=8000)'``."""
+        notes = []
+        for name, info in self.reading.items():
+            read, kept, long = info.get("sentences_read"), info.get("sentences_kept"), info.get("skipped_long", 0)
+            parts = []
+            if read is not None and kept is not None and kept < read:
+                limit = "max_train" if name == "train" else "max_eval"
+                parts.append(f"{kept:,} of {read:,} sentences (a seeded subset, {limit}={self.limits.get(limit)})")
+            if long:
+                parts.append(f"{long:,} sentences longer than max_tokens={self.limits.get('max_tokens')} dropped")
+            if parts:
+                notes.append(f"{name}: " + "; ".join(parts))
+        return notes
 
     @property
     def train(self) -> EncodedSplit:
@@ -311,9 +362,11 @@ class Corpus:
 
 def load_corpus(data: str | Path, *, max_tokens: int | None = 30, max_train: int | None = None,
                 max_eval: int | None = None, min_freq: int = 2, max_vocab: int | None = 10000,
-                seed: int = 0, vocab: Vocab | None = None) -> Corpus:
+                seed: int = 0, vocab: Vocab | None = None, tokenizer: str = "words") -> Corpus:
     """Read, tokenize and encode ``data`` (``'wordnet'`` or a corpus directory).
 
+    ``tokenizer``: ``'words'`` (:func:`tokenize`) or ``'whitespace'`` (:func:`tokenize_whitespace`;
+    the built-in corpus is always read with ``words``). ``max_tokens`` drops longer sentences;
     ``max_train`` / ``max_eval`` keep a seeded random subset of train / of valid and test;
     the vocabulary is built from the (kept) training sentences unless ``vocab`` is given.
     Labels seen only outside train get their own ids after train's (they can be evaluated
@@ -329,8 +382,11 @@ def load_corpus(data: str | Path, *, max_tokens: int | None = 30, max_train: int
     label_codes: dict[str, int] = {}      # label → provisional code, shared by the splits
     collectors = {name: _SplitCollector(types, label_codes) for name in SPLITS}
     reading = {n: {"skipped_blank": 0, "skipped_long": 0, "bom": False, "crlf_lines": 0} for n in SPLITS}
+    if tokenizer not in TOKENIZERS:
+        raise ValueError(f"tokenizer must be one of {', '.join(TOKENIZERS)}, got {tokenizer!r}")
     if str(data) in BUILTIN_CORPORA:
-        for split, tokens, label in _iter_wordnet(max_tokens):
+        tokenizer = "words"
+        for split, tokens, label in iter_wordnet(max_tokens):
             collectors[split].add(tokens, label)
     else:
         root = Path(data)
@@ -339,29 +395,48 @@ def load_corpus(data: str | Path, *, max_tokens: int | None = 30, max_train: int
                                     f"{', '.join(BUILTIN_CORPORA)})")
         for name in SPLITS:
             stats: dict = {}
-            for tokens, label in iter_split_file(root / f"{name}.txt", max_tokens, stats):
+            for tokens, label in iter_split_file(root / f"{name}.txt", max_tokens, stats, tokenizer):
                 collectors[name].add(tokens, label)
             reading[name].update({k: stats[k] for k in reading[name]})
     rng = np.random.default_rng(seed)
     provisional = {}
     for name, limit in (("train", max_train), ("valid", max_eval), ("test", max_eval)):
         split = collectors[name].finish()
+        reading[name]["sentences_read"] = len(split)
         if limit is not None and len(split) > limit:
             split = _take_sorted(split, np.sort(rng.choice(len(split), size=limit, replace=False)))
         provisional[name] = split
     words = list(types)                   # provisional id → word
     del types
     if vocab is None:
-        counts = np.zeros(len(words), dtype=np.int64)
-        train_ids = provisional["train"].ids
-        for start in range(0, len(train_ids), 1 << 20):     # chunks: bincount copies its input to int64
-            counts += np.bincount(train_ids[start:start + (1 << 20)], minlength=len(words))
-        vocab = Vocab.from_counts({words[i]: int(counts[i]) for i in np.flatnonzero(counts)},
-                                  min_freq=min_freq, max_size=max_vocab)
+        vocab = _train_vocab(words, provisional["train"].ids, min_freq, max_vocab)
     to_vocab = np.fromiter((vocab.stoi.get(w, vocab.unk) for w in words), dtype=np.int32, count=len(words))
     del words
-    # label names: first appearance over the kept sentences (train, valid, test), then train's
-    # labels sorted first and the others after them
+    label_names, to_label = _label_order(provisional, label_codes)
+    splits = {}
+    for name, s in provisional.items():
+        for start in range(0, len(s.ids), 1 << 20):          # in place, in chunks: no second copy of the ids
+            s.ids[start:start + (1 << 20)] = to_vocab[s.ids[start:start + (1 << 20)]]
+        splits[name] = EncodedSplit(s.ids, s.offsets, to_label[s.labels])
+    for name in SPLITS:
+        reading[name]["sentences_kept"] = len(splits[name])
+    return Corpus(vocab, label_names, splits, {n: reading[n]["skipped_blank"] for n in SPLITS}, reading,
+                  tokenizer=tokenizer, limits=dict(max_tokens=max_tokens, max_train=max_train, max_eval=max_eval,
+                                                   min_freq=min_freq, max_vocab=max_vocab))
+
+
+def _train_vocab(words: list[str], train_ids: np.ndarray, min_freq: int, max_vocab: int | None) -> Vocab:
+    """The vocabulary of the kept training sentences, from the counts of their provisional ids."""
+    counts = np.zeros(len(words), dtype=np.int64)
+    for start in range(0, len(train_ids), 1 << 20):     # chunks: bincount copies its input to int64
+        counts += np.bincount(train_ids[start:start + (1 << 20)], minlength=len(words))
+    return Vocab.from_counts({words[i]: int(counts[i]) for i in np.flatnonzero(counts)},
+                             min_freq=min_freq, max_size=max_vocab)
+
+
+def _label_order(provisional: dict, label_codes: dict[str, int]) -> tuple[list[str], np.ndarray]:
+    """Label names — train's labels (sorted) first, then those seen only in valid/test — and the
+    look-up table from provisional label codes to their index (last entry: code −1, unlabelled)."""
     label_of = list(label_codes)          # provisional code → label
     seen: list[int] = []
     train_codes: set[int] = set()
@@ -376,28 +451,23 @@ def load_corpus(data: str | Path, *, max_tokens: int | None = 30, max_train: int
     train_labels = [label_of[c] for c in seen if c in train_codes]
     label_names = sorted(train_labels, key=_label_key) + sorted(
         [label_of[c] for c in seen if c not in train_codes], key=_label_key)
-    to_label = np.full(len(label_of) + 1, -1, dtype=np.int64)   # last entry: code −1 (unlabelled)
+    to_label = np.full(len(label_of) + 1, -1, dtype=np.int64)
     for i, x in enumerate(label_names):
         to_label[label_codes[x]] = i
-    splits = {}
-    for name, s in provisional.items():
-        for start in range(0, len(s.ids), 1 << 20):          # in place, in chunks: no second copy of the ids
-            s.ids[start:start + (1 << 20)] = to_vocab[s.ids[start:start + (1 << 20)]]
-        splits[name] = EncodedSplit(s.ids, s.offsets, to_label[s.labels])
-    return Corpus(vocab, label_names, splits, {n: reading[n]["skipped_blank"] for n in SPLITS}, reading)
+    return label_names, to_label
 
 
 _CORPUS_CACHE: dict[tuple, Corpus] = {}
 
 
 def cached_corpus(data: str | Path, *, max_tokens: int | None, max_train: int | None, max_eval: int | None,
-                  min_freq: int, max_vocab: int | None) -> Corpus:
+                  min_freq: int, max_vocab: int | None, tokenizer: str = "words") -> Corpus:
     """:func:`load_corpus` with ``seed=0``, memoised per process on its arguments (the notebooks
     and the trainer share one corpus object per setting)."""
-    key = (str(data), max_tokens, max_train, max_eval, min_freq, max_vocab)
+    key = (str(data), max_tokens, max_train, max_eval, min_freq, max_vocab, tokenizer)
     if key not in _CORPUS_CACHE:
         _CORPUS_CACHE[key] = load_corpus(data, max_tokens=max_tokens, max_train=max_train, max_eval=max_eval,
-                                         min_freq=min_freq, max_vocab=max_vocab, seed=0)
+                                         min_freq=min_freq, max_vocab=max_vocab, seed=0, tokenizer=tokenizer)
     return _CORPUS_CACHE[key]
 
 

@@ -60,9 +60,10 @@ from .corpus import (
     Corpus,
     EncodedSplit,
     Vocab,
-    _read_lines,
-    _read_wordnet,
+    effective_limits,
     make_batch,
+    read_lines,
+    read_wordnet,
     tokenize,
 )
 
@@ -142,7 +143,7 @@ def read_dialogue_file(path: str | Path, *, max_tokens: int | None = None,
     it holds no example."""
     path = Path(path)
     out = RawDialogues()
-    for number, line in _read_lines(path):
+    for number, line in read_lines(path):
         if not line.strip():
             continue
         try:
@@ -176,7 +177,7 @@ def label_context(label: str) -> list[str]:
 
 def _wordnet_dialogues(max_tokens: int | None) -> dict[str, RawDialogues]:
     out = {}
-    for name, split in _read_wordnet(max_tokens).items():
+    for name, split in read_wordnet(max_tokens).items():
         out[name] = RawDialogues([[tokenize(lab)] for lab in split.labels], split.sentences, list(split.labels))
     return out
 
@@ -566,9 +567,9 @@ def load_dialogue_corpus(data: str | Path, *, max_tokens: int | None = 30, max_t
 
 def corpus_for_config(config) -> DialogueCorpus:
     """The dialogue corpus a :class:`~bnvae_core.config.TrainConfig` of a conditional model trains on."""
-    return load_dialogue_corpus(config.data, max_tokens=config.max_tokens, max_train=config.max_train,
-                                max_eval=config.max_eval, min_freq=config.min_freq,
-                                max_vocab=config.max_vocab, max_context=config.max_context, seed=0)
+    limits = effective_limits(config.data, max_tokens=config.max_tokens, max_train=config.max_train,
+                              max_eval=config.max_eval, min_freq=config.min_freq, max_vocab=config.max_vocab)
+    return load_dialogue_corpus(config.data, **limits, max_context=config.max_context, seed=0)
 
 
 __all__ = ["RawDialogues", "DialogueBatch", "DialogueSplit", "DialogueCorpus", "read_dialogue_file",

@@ -62,7 +62,7 @@ from ..errors import (
     DownloadError,
     UnknownDatasetError,
 )
-from .corpus import BUILTIN_CORPORA, SPLITS
+from .corpus import BUILTIN_CORPORA, SPLITS, effective_limits
 
 __all__ = [
     "DATA_ENV", "PRESETS", "REGISTRY", "DatasetSpec", "DatasetUnavailableError", "DownloadError",
@@ -866,3 +866,46 @@ def resolve_data(data: str) -> str:
         f"{', '.join(list_datasets())}; few-label subsets: {', '.join(few) or 'none'}. "
         "A corpus directory holds train.txt, valid.txt and test.txt; register one by name "
         "with bnvae_core.data.hub.register_dataset(name, path).")
+
+
+def _hub_name(data: str) -> str | None:
+    """The hub dataset ``data`` names (``'ptb'``, ``'yelp:100'`` → ``'yelp'``), or None."""
+    name, sep, size = data.rpartition(":")
+    if sep and name in REGISTRY and size.isdigit():
+        return name
+    return data if data in REGISTRY else None
+
+
+def looks_pretokenized(directory: str | Path, lines: int = 5000) -> bool:
+    """Whether a corpus directory's ``train.txt`` holds the literal token ``<unk>`` in its first
+    ``lines`` lines: then it was tokenized already (the paper's corpora are) and is split on whitespace."""
+    path = Path(directory) / "train.txt"
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for i, line in enumerate(fh):
+                if i >= lines:
+                    break
+                if "<unk>" in line.split():
+                    return True
+    except OSError:
+        return False
+    return False
+
+
+def reading_settings(data: str, tokenizer: str = "auto", **limits) -> tuple[str, dict]:
+    """Where ``data`` is and how to read it: ``(path or built-in name, load_corpus keyword arguments)``.
+
+    ``tokenizer='auto'``: ``'words'`` for the built-in corpus; ``'whitespace'`` for the hub's
+    datasets (published tokenized, with ``<unk>``) and for a directory whose train file contains
+    ``<unk>``; ``'words'`` for other directories. ``limits`` (``max_tokens``, ``max_train``,
+    ``max_eval``, ``max_vocab``, ``min_freq``): None takes the data's own (the teaching size for the
+    built-in corpus, everything otherwise; :func:`bnvae_core.data.corpus.effective_limits`)."""
+    path = resolve_data(data)
+    if tokenizer == "auto":
+        if path in BUILTIN_CORPORA:
+            tokenizer = "words"
+        elif _hub_name(os.fspath(data)) is not None or looks_pretokenized(path):
+            tokenizer = "whitespace"
+        else:
+            tokenizer = "words"
+    return path, {**effective_limits(path, **limits), "tokenizer": tokenizer}

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import numpy as np
 
 from ...data.corpus import load_corpus
+from ...data.hub import reading_settings
 from ...errors import ConfigError
 from ...methods import make_method
 from ...training.run_folder import load_run
@@ -27,6 +29,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
+def unknown_fraction(split, unk: int) -> float:
+    """Fraction of the split's word tokens that are ``<unk>`` for the model's vocabulary."""
+    ids = getattr(split, "ids", None)        # a dialogue split keeps its utterances otherwise
+    return float((ids == unk).mean()) if ids is not None and len(ids) else None
+
+
 def run(args: argparse.Namespace) -> int:
     if args.iw_samples < 1:
         raise ConfigError(f"--iw-samples must be >= 1, got {args.iw_samples}")
@@ -38,9 +46,12 @@ def run(args: argparse.Namespace) -> int:
     if args.data and method.conditional:
         raise ConfigError(f"--data is not supported for {result_run.config.model} runs "
                           "(evaluate on the run's own data)")
+    corpus = result_run.corpus
     if args.data:
-        other = load_corpus(args.data, max_tokens=result_run.config.max_tokens, vocab=result_run.corpus.vocab)
-        split = other.splits[args.split]
+        path, reading = reading_settings(args.data, corpus.tokenizer, max_tokens=result_run.config.max_tokens)
+        corpus = load_corpus(path, **reading, vocab=result_run.corpus.vocab)
+        split = corpus.splits[args.split]
+    in_split = corpus.reading.get(args.split, {}).get("sentences_read", len(split))
     if args.max_sentences and args.max_sentences < len(split):
         rng = np.random.default_rng(args.seed)
         split = split.subset(np.sort(rng.choice(len(split), args.max_sentences, replace=False)))
@@ -49,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         result = method.evaluate(result_run.model, split, iw_samples=args.iw_samples, seed=args.seed,
                                  progress=not args.no_progress)
-    result.update(model=result_run.config.model, split=args.split, data=args.data or result_run.config.data)
+    result.update(model=result_run.config.model, split=args.split, data=args.data or result_run.config.data,
+                  sentences_in_split=in_split, unk_fraction=unknown_fraction(split, corpus.vocab.unk))
+    if result.get("n_sentences", in_split) < in_split:
+        print(f"note: evaluated on {result['n_sentences']:,} of the {in_split:,} sentences of {args.split}",
+              file=sys.stderr)
     print(json.dumps(result))
     return 0

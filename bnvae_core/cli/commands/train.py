@@ -37,6 +37,9 @@ def report_reading(corpus) -> None:
             parts.append("a UTF-8 BOM removed")
         if parts:
             print(f"note: {split}: {', '.join(parts)}", file=sys.stderr)
+    if hasattr(corpus, "selection_notes"):
+        for note in corpus.selection_notes():
+            print(f"note: {note}", file=sys.stderr)
 
 
 def resume_config(args: argparse.Namespace) -> TrainConfig:
@@ -75,6 +78,6 @@ def run(args: argparse.Namespace) -> int:
             raise
     report_reading(result.corpus)
     last = {r["split"]: r for r in result.history_rows}
-    print(json.dumps({"out": str(result.path), "epochs": len(result.history_rows) // 2,
+    print(json.dumps({"out": str(result.path), "epochs": sum(r["split"] == "train" for r in result.history_rows),
                       "train": last.get("train"), "valid": last.get("valid")}))
     return 0
