@@ -7,13 +7,19 @@ report its accuracy on the labelled **test** split; mean ± std over ≥ 5 seeds
 VAE has ``μ(x) ≈ μ(x')`` for all sentences, so its classifier can do little better than
 predicting the majority class; BN-VAE keeps every dimension of μ active.
 
-Three ways to use the labelled sentences (``mode``):
+Four ways to use the labelled sentences (``mode``; on the command line ``--protocol``):
 
-* ``frozen`` — the encoder is fixed; ``μ`` is standardized (per-dimension mean/std of the N
+* ``reference`` — **the paper's protocol**, as the authors' code runs it (:func:`reference_accuracy`):
+  the encoder (BN in train mode) plus dropout 0.5 and a linear layer on μ, fine-tuned with SGD
+  lr 1.0 on batches of 16, the checkpoint selected on the cross-entropy of the labelled
+  *validation* split, the lr halved after 2 bad epochs, at most 5 times. One labelled set (the
+  reference's fixed label file; here drawn with seed 0), the seeds vary the training.
+* ``frozen`` — **the teaching view**, a linear probe of what μ already holds: the encoder is
+  fixed; ``μ`` is standardized (per-dimension mean/std of the N
   labelled sentences, :class:`sklearn.preprocessing.StandardScaler`) and fed to a multinomial
   :class:`sklearn.linear_model.LogisticRegression` (L2, C = 1). Standardizing makes the
   comparison about the *information* in μ, not its scale (BN-VAE's μ has scale ≈ γ).
-* ``finetune`` — a linear layer ``nz → C`` on μ is trained **jointly with the encoder**
+* ``finetune`` — a quick fine-tune: a linear layer ``nz → C`` on μ is trained **jointly with the encoder**
   (copies; the run's model is never changed): cross-entropy, Adam (lr 1e-3 for the encoder,
   1e-2 for the new layer), batches of 32, ``finetune_epochs`` passes but at least
   ``min_finetune_steps`` steps (100 labels are only 4 batches an epoch). No early stopping:
@@ -66,14 +72,17 @@ import torch
 from torch import nn
 
 from ..data.corpus import EncodedSplit, Vocab, bucket_batches, load_corpus, make_batch
-from ..data.hub import resolve_data
+from ..data.hub import reading_settings
 from ..errors import ConfigError, UnknownDatasetError
 from ..io import atomic_write_text
 from ..metrics.text import posterior_params
+from ..models.layers import encoder_io
 
-MODES = ("frozen", "finetune", "bow")
+#: ``reference``: the paper's protocol (the authors' code); ``frozen``: the teaching view (a probe on a
+#: frozen μ); ``finetune``: a quick fine-tune without validation; ``bow``: the baseline without a VAE
+MODES = ("reference", "frozen", "finetune", "bow")
 PAPER_LABEL_SIZES = (100, 500, 1000, 2000)
-RESULTS_VERSION = 1   #: bump when a change to this module changes the numbers (invalidates cached tables)
+RESULTS_VERSION = 2   #: bump when a change to this module changes the numbers (invalidates cached tables)
 
 
 @dataclass
@@ -92,6 +101,9 @@ class LabelledData:
     vocab: Vocab
     classes: str
     data: str
+    #: the labelled validation split (the reference protocol selects its checkpoint on it)
+    valid: EncodedSplit | None = None
+    valid_labels: np.ndarray | None = None
 
     @property
     def n_classes(self) -> int:
@@ -125,13 +137,10 @@ def labelled_data(run, classes: str = "top10", data: str | None = None, split: s
         corpus, data_name = run.corpus, str(run.config.data)
     else:
         try:
-            try:
-                resolved = resolve_data(data)
-            except UnknownDatasetError as err:
-                raise ConfigError(str(err)) from None
-        except ImportError:
-            resolved = data
-        corpus = load_corpus(resolved, max_tokens=run.config.max_tokens, vocab=run.corpus.vocab)
+            resolved, reading = reading_settings(data, run.corpus.tokenizer, max_tokens=run.config.max_tokens)
+        except UnknownDatasetError as err:
+            raise ConfigError(str(err)) from None
+        corpus = load_corpus(resolved, **reading, vocab=run.corpus.vocab)
         data_name = str(data)
     if split not in ("valid", "test"):
         raise ConfigError(f"split must be 'valid' or 'test', got {split!r}")
@@ -152,6 +161,9 @@ def labelled_data(run, classes: str = "top10", data: str | None = None, split: s
     index = {c: i for i, c in enumerate(class_names)}
     pool_keep = np.array([i for i, c in enumerate(pool_cls) if c is not None], dtype=np.int64)
     eval_keep = np.array([i for i, c in enumerate(eval_cls) if c is not None], dtype=np.int64)
+    valid_cls = [mapper(n) if n is not None else None for n in names(corpus.valid)]
+    valid_keep = np.array([i for i, c in enumerate(valid_cls) if c in index and index[c] < n_train_classes],
+                          dtype=np.int64)
     if len(eval_keep) == 0:
         raise ConfigError(f"{data_name}: the {split} split has no labelled sentences of the chosen classes "
                           f"({classes})")
@@ -161,7 +173,9 @@ def labelled_data(run, classes: str = "top10", data: str | None = None, split: s
         test=corpus.splits[split].subset(eval_keep),
         test_labels=np.array([index[eval_cls[i]] for i in eval_keep], dtype=np.int64),
         class_names=class_names, n_train_classes=n_train_classes, vocab=corpus.vocab,
-        classes=classes, data=data_name)
+        classes=classes, data=data_name,
+        valid=corpus.valid.subset(valid_keep) if len(valid_keep) else None,
+        valid_labels=np.array([index[valid_cls[i]] for i in valid_keep], dtype=np.int64) if len(valid_keep) else None)
 
 
 def sample_labelled(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -233,7 +247,7 @@ class EncoderClassifier(nn.Module):
         return self
 
     def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        mu, _ = self.encoder(tokens, lengths)
+        mu, _ = self.encoder(*encoder_io(tokens, lengths))
         if self.bn_head is not None:
             mu = self.bn_head(mu)
         return self.head(mu)
@@ -280,6 +294,94 @@ def finetune_accuracy(model, train: EncodedSplit, y_train: np.ndarray, test: Enc
     return float((predictions == y_test).mean())
 
 
+class ReferenceClassifier(nn.Module):
+    """The discriminator of the authors' code (bohanli ``discriminator_linear.py``, used by bn-vae's
+    ``t_s_f.py``): the VAE's encoder (a copy, BN head included and **in train mode** while
+    training, as ``discriminator.train()`` leaves it), dropout 0.5 on μ, and a linear layer
+    ``nz → C``. ``tokens (B, T), lengths (B,)`` → logits ``(B, C)``."""
+
+    def __init__(self, model, n_classes: int):
+        super().__init__()
+        self.encoder = copy.deepcopy(model.encoder)
+        self.bn_head = copy.deepcopy(model.bn_head)
+        self.dropout = nn.Dropout(0.5)
+        self.head = nn.Linear(model.nz, n_classes)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        mu, _ = self.encoder(*encoder_io(tokens, lengths))
+        if self.bn_head is not None:
+            mu = self.bn_head(mu)
+        return self.head(self.dropout(mu))
+
+
+def _predict(clf: nn.Module, split: EncodedSplit, device) -> torch.Tensor:
+    """Logits of every sentence of ``split`` in evaluation mode, (N, C), in split order."""
+    clf.eval()
+    logits = None
+    with torch.inference_mode():
+        for index in bucket_batches(split, 128):
+            b = make_batch(split, index)
+            out = clf(b.tokens.to(device), b.lengths.to(device)).float()
+            logits = out.new_zeros(len(split), out.shape[1]) if logits is None else logits
+            logits[b.index.to(device)] = out
+    return logits
+
+
+def reference_accuracy(model, train: EncodedSplit, y_train: np.ndarray, valid: EncodedSplit, y_valid: np.ndarray,
+                       test: EncodedSplit, y_test: np.ndarray, n_classes: int, seed: int = 0,
+                       max_epochs: int = 100, batch_size: int = 16, details: dict | None = None) -> float:
+    """Test accuracy with the authors' protocol (valdersoul/bn-vae ``t_s_f.py``; bohanli ``text_ss_ft.py``):
+
+    :class:`ReferenceClassifier` fine-tuned as a whole (encoder included) with SGD lr 1.0, batches
+    of 16 (one-sentence batches skipped), gradient norm clipped at 5; after every epoch the
+    cross-entropy on the labelled **validation** split selects the weights kept; after 2 epochs
+    whose loss exceeds the best since the last decay the lr is halved and the best weights
+    reloaded; it stops after the 5th decay or ``max_epochs`` (100). The test accuracy is that
+    of the selected weights. Where this differs on purpose: our batches group sentences of
+    similar length (the reference: equal length). The global torch RNG is left as it was.
+    ``details`` (a dict, if given) receives ``valid_losses`` (per epoch), ``best_epoch`` (1-based),
+    ``decays`` and ``epochs``."""
+    device = next(model.parameters()).device
+    y_train_t, y_valid_t = torch.as_tensor(y_train, device=device), torch.as_tensor(y_valid, device=device)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        clf = ReferenceClassifier(model, n_classes).to(device)
+        lr, best, plateau, bad, decays = 1.0, math.inf, math.inf, 0, 0
+        best_state, losses, best_epoch = copy.deepcopy(clf.state_dict()), [], 0
+        optimizer = torch.optim.SGD([p for p in clf.parameters() if p.requires_grad], lr=lr)
+        for epoch in range(max_epochs):
+            clf.train()
+            for index in bucket_batches(train, batch_size, shuffle=True, seed=seed, epoch=epoch):
+                if len(index) < 2:
+                    continue
+                b = make_batch(train, index)
+                loss = nn.functional.cross_entropy(clf(b.tokens.to(device), b.lengths.to(device)),
+                                                   y_train_t[b.index.to(device)])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(clf.parameters(), 5.0)
+                optimizer.step()
+            val = float(nn.functional.cross_entropy(_predict(clf, valid, device), y_valid_t))
+            losses.append(val)
+            if val < best:
+                best, best_state, best_epoch = val, copy.deepcopy(clf.state_dict()), epoch + 1
+            if not val > plateau:
+                plateau, bad = val, 0
+                continue
+            bad += 1
+            if bad >= 2:
+                plateau, bad, lr, decays = val, 0, lr * 0.5, decays + 1
+                clf.load_state_dict(best_state)
+                optimizer = torch.optim.SGD([p for p in clf.parameters() if p.requires_grad], lr=lr)
+                if decays >= 5:
+                    break
+        clf.load_state_dict(best_state)
+        predictions = _predict(clf, test, device).argmax(-1).cpu().numpy()
+    if details is not None:
+        details.update(valid_losses=losses, best_epoch=best_epoch, decays=decays, epochs=len(losses))
+    return float((predictions == y_test).mean())
+
+
 def _seed_list(seeds: int | Iterable[int]) -> list[int]:
     if isinstance(seeds, (int, np.integer)):
         if seeds < 1:
@@ -291,22 +393,24 @@ def _seed_list(seeds: int | Iterable[int]) -> list[int]:
     return seeds
 
 
-def few_label_accuracy(run, n_labels: int | Iterable[int], seeds: int | Iterable[int] = 5, mode: str = "frozen", *,
-                       classes: str = "top10", data: str | None = None, labelled: LabelledData | None = None,
-                       finetune_epochs: int = 10, min_finetune_steps: int = 100,
-                       progress: bool = False, cache: bool = False) -> pd.DataFrame:
+def few_label_accuracy(run, n_labels: int | Iterable[int], seeds: int | Iterable[int] = 5,
+                       mode: str = "reference", *, classes: str = "top10", data: str | None = None,
+                       labelled: LabelledData | None = None, finetune_epochs: int = 10,
+                       min_finetune_steps: int = 100, progress: bool = False, cache: bool = False) -> pd.DataFrame:
     """Test accuracy with ``n_labels`` labelled train sentences, one row per (n_labels, seed).
 
     ``run``: a :class:`bnvae_core.training.run_folder.Run` (its model is never modified); ``seeds``: a count
-    (seeds 0 … S−1) or explicit seeds; ``mode``: ``frozen``, ``finetune`` or ``bow`` (see the
-    module docstring; ``bow`` ignores the model); ``classes``/``data``: see :func:`labelled_data`
+    (seeds 0 … S−1) or explicit seeds; ``mode``: ``reference`` (the paper's protocol: one fixed
+    labelled set, drawn with seed 0 — the reference's fixed label file — and the seeds vary the
+    training), ``frozen`` (the teaching view), ``finetune`` or ``bow`` (see the module docstring;
+    for these the seed draws the labelled set too); ``classes``/``data``: see :func:`labelled_data`
     (or pass ``labelled`` to reuse one). Columns: ``model`` (the run's method, ``bow`` for the
     baseline), ``mode, labels, seed, accuracy`` (fraction in [0, 1]), ``majority_accuracy``,
     ``n_classes, n_test, n_pool, classes, time_s``.
 
     ``cache=True`` stores the table as ``<run folder>/classify/<mode>-<hash>.csv``, keyed by
     every argument that changes it and by the run's ``model.pt`` (size, mtime), and returns it
-    from there next time (a notebook's second open then takes seconds, even for ``finetune``)."""
+    from there next time (a notebook's second open then takes seconds)."""
     if mode not in MODES:
         raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if finetune_epochs < 1:
@@ -314,30 +418,19 @@ def few_label_accuracy(run, n_labels: int | Iterable[int], seeds: int | Iterable
     sizes = [int(n_labels)] if isinstance(n_labels, (int, np.integer)) else [int(n) for n in n_labels]
     seed_list = _seed_list(seeds)
     data_ = labelled if labelled is not None else labelled_data(run, classes=classes, data=data)
-    for n in sizes:   # fail before any work
-        if not 1 <= n <= len(data_.pool):
-            raise ConfigError(f"labels must be between 1 and {len(data_.pool)} (labelled train sentences of "
-                              f"the chosen classes), got {n}")
-    if mode != "bow" and getattr(run.model, "encoder", None) is None:
-        raise ConfigError(f"model {run.config.model!r} has no encoder, so no μ to classify (use mode 'bow')")
-    cache_file = None
-    if cache:
-        key = {"version": RESULTS_VERSION, "mode": mode, "classes": data_.classes, "data": data_.data,
-               "n_pool": len(data_.pool), "n_test": len(data_.test), "sizes": sizes, "seeds": seed_list,
-               "config": run.config.hash()}
-        if mode == "finetune":
-            key.update(finetune_epochs=finetune_epochs, min_finetune_steps=min_finetune_steps)
-        cache_file = _results_cache_file(run, key)
-        if cache_file is not None and cache_file.exists():
-            try:
-                return pd.read_csv(cache_file)
-            except (OSError, ValueError, pd.errors.ParserError):
-                pass   # unreadable: recompute and overwrite
-
-    mu_pool = mu_test = None
-    if mode == "frozen":
-        mu_pool, _ = posterior_params(run.model, data_.pool)
-        mu_test, _ = posterior_params(run.model, data_.test)
+    _check_request(run, data_, sizes, mode)
+    key = {"version": RESULTS_VERSION, "mode": mode, "classes": data_.classes, "data": data_.data,
+           "n_pool": len(data_.pool), "n_test": len(data_.test), "sizes": sizes, "seeds": seed_list,
+           "config": run.config.hash()}
+    if mode == "finetune":
+        key.update(finetune_epochs=finetune_epochs, min_finetune_steps=min_finetune_steps)
+    cache_file = _results_cache_file(run, key) if cache else None
+    if cache_file is not None and cache_file.exists():
+        try:
+            return pd.read_csv(cache_file)
+        except (OSError, ValueError, pd.errors.ParserError):
+            pass   # unreadable: recompute and overwrite
+    fit = _fitter(run, data_, mode, finetune_epochs, min_finetune_steps)
     jobs = [(n, s) for n in sizes for s in seed_list]
     if progress:
         from tqdm.auto import tqdm
@@ -345,18 +438,9 @@ def few_label_accuracy(run, n_labels: int | Iterable[int], seeds: int | Iterable
     rows = []
     for n, seed in jobs:
         t0 = time.perf_counter()
-        index = sample_labelled(data_.pool_labels, n, seed)
-        y = data_.pool_labels[index]
-        if mode == "frozen":
-            acc = frozen_accuracy(mu_pool[index], y, mu_test, data_.test_labels, seed)
-        elif mode == "bow":
-            acc = bow_accuracy(data_.pool.subset(index), y, data_.test, data_.test_labels, data_.vocab, seed)
-        else:
-            acc = finetune_accuracy(run.model, data_.pool.subset(index), y, data_.test, data_.test_labels,
-                                    data_.n_train_classes, seed, epochs=finetune_epochs,
-                                    min_steps=min_finetune_steps)
+        index = sample_labelled(data_.pool_labels, n, 0 if mode == "reference" else seed)
         rows.append({"model": "bow" if mode == "bow" else run.config.model, "mode": mode, "labels": n,
-                     "seed": seed, "accuracy": acc, "majority_accuracy": data_.majority_accuracy(),
+                     "seed": seed, "accuracy": fit(index, seed), "majority_accuracy": data_.majority_accuracy(),
                      "n_classes": data_.n_train_classes, "n_test": len(data_.test), "n_pool": len(data_.pool),
                      "classes": data_.classes, "time_s": time.perf_counter() - t0})
     table = pd.DataFrame(rows)
@@ -367,6 +451,38 @@ def few_label_accuracy(run, n_labels: int | Iterable[int], seeds: int | Iterable
         except OSError:
             pass   # a read-only run folder: the results are still returned
     return table
+
+
+def _check_request(run, data_: LabelledData, sizes: list[int], mode: str) -> None:
+    """Errors before any work: label counts the pool cannot give, a model without μ, no validation split."""
+    for n in sizes:
+        if not 1 <= n <= len(data_.pool):
+            raise ConfigError(f"labels must be between 1 and {len(data_.pool)} (labelled train sentences of "
+                              f"the chosen classes), got {n}")
+    if mode != "bow" and getattr(run.model, "encoder", None) is None:
+        raise ConfigError(f"model {run.config.model!r} has no encoder, so no μ to classify (use mode 'bow')")
+    if mode == "reference" and data_.valid is None:
+        raise ConfigError(f"{data_.data}: the reference protocol selects on labelled validation sentences, and the "
+                          "valid split has none of the chosen classes (use --protocol frozen)")
+
+
+def _fitter(run, data_: LabelledData, mode: str, finetune_epochs: int, min_finetune_steps: int):
+    """``fit(index, seed) -> accuracy`` for ``mode``, with what every fit shares computed once."""
+    if mode == "frozen":
+        mu_pool, _ = posterior_params(run.model, data_.pool)
+        mu_test, _ = posterior_params(run.model, data_.test)
+        return lambda index, seed: frozen_accuracy(mu_pool[index], data_.pool_labels[index], mu_test,
+                                                   data_.test_labels, seed)
+    if mode == "bow":
+        return lambda index, seed: bow_accuracy(data_.pool.subset(index), data_.pool_labels[index], data_.test,
+                                                data_.test_labels, data_.vocab, seed)
+    if mode == "finetune":
+        return lambda index, seed: finetune_accuracy(run.model, data_.pool.subset(index), data_.pool_labels[index],
+                                                     data_.test, data_.test_labels, data_.n_train_classes, seed,
+                                                     epochs=finetune_epochs, min_steps=min_finetune_steps)
+    return lambda index, seed: reference_accuracy(run.model, data_.pool.subset(index), data_.pool_labels[index],
+                                                  data_.valid, data_.valid_labels, data_.test, data_.test_labels,
+                                                  data_.n_train_classes, seed)
 
 
 def _results_cache_file(run, key: dict) -> Path | None:

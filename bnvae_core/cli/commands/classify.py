@@ -24,8 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", type=int, required=True, help="number of labelled train sentences N (paper: "
                    + "/".join(map(str, PAPER_LABEL_SIZES)) + ")")
     p.add_argument("--seeds", type=int, default=5, help="number of label samples (seeds 0 … S−1)")
-    p.add_argument("--mode", choices=MODES, default="frozen",
-                   help="frozen: logistic regression on μ; finetune: linear layer + encoder; bow: baseline")
+    p.add_argument("--protocol", choices=MODES, default="reference",
+                   help="reference: the paper's protocol (the authors' code: fine-tune encoder + linear layer, "
+                        "select on the labelled valid split); frozen: the teaching view (logistic regression on a "
+                        "frozen μ); finetune: a quick fine-tune without validation; bow: bag-of-words baseline "
+                        "(default: reference)")
     p.add_argument("--classes", default="top10", help="'top<k>' most frequent labels (default top10), 'all', 'pos'")
     p.add_argument("--finetune-epochs", type=int, default=10)
     p.add_argument("--device", default=None)
@@ -40,11 +43,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--finetune-epochs must be >= 1, got {args.finetune_epochs}")
     class_mapper(args.classes, [])          # validate before loading anything
     loaded = load_run(args.run_dir, device=args.device)
-    results = few_label_accuracy(loaded, args.labels, args.seeds, args.mode, classes=args.classes,
+    results = few_label_accuracy(loaded, args.labels, args.seeds, args.protocol, classes=args.classes,
                                  data=args.data, finetune_epochs=args.finetune_epochs)
     summary = summarize(results).iloc[0]
     print(json.dumps({
-        "run": str(args.run_dir), "model": str(summary["model"]), "mode": args.mode,
+        "run": str(args.run_dir), "model": str(summary["model"]), "protocol": args.protocol,
         "data": args.data or loaded.config.data, "classes": args.classes,
         "n_classes": int(results.n_classes.iloc[0]), "labels": args.labels, "seeds": args.seeds,
         "accuracy_mean": float(summary.accuracy_mean), "accuracy_std": float(summary.accuracy_std),

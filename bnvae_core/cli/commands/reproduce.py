@@ -30,7 +30,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="tiny sizes (SMOKE_SIZE), for CI; default: on when $CI or $BNVAE_SMOKE is set")
     p.add_argument("--label-sizes", nargs="+", type=int, default=list(LABEL_SIZES),
                    help="labelled sentences of the classification table")
-    p.add_argument("--label-seeds", type=int, default=5, help="label draws per trained model (sampled labels)")
+    p.add_argument("--label-seeds", type=int, default=5,
+                   help="classifier training seeds per trained model, on one labelled set (the paper: 10)")
     p.add_argument("--classes", default="top10", help="classification target (see 'classify'): top<k>, all, pos")
     p.add_argument("--no-classify", action="store_true", help="skip the classification table")
     add_executor_arguments(p)
