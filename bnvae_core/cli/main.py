@@ -18,6 +18,7 @@ from .commands import (
     bench,
     classify,
     compare,
+    converge,
     evaluate,
     figures,
     generate,
@@ -27,7 +28,8 @@ from .commands import (
 )
 
 COMMANDS = {"train": train, "evaluate": evaluate, "classify": classify, "compare": compare,
-            "reproduce": reproduce, "sweep": sweep, "generate": generate, "bench": bench, "figures": figures}
+            "reproduce": reproduce, "sweep": sweep, "converge": converge, "generate": generate, "bench": bench,
+            "figures": figures}
 
 
 def version_line() -> str:

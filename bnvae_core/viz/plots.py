@@ -551,3 +551,26 @@ def lagging_gap(snapshots: pd.DataFrame, ax=None) -> Figure:
         _legend(a, fontsize="small")
     fig.tight_layout()
     return fig
+
+
+def nll_over_training(curves: pd.DataFrame, ax=None, title: str | None = None) -> Figure:
+    """Validation IW-NLL (nats per sentence) after every epoch, one line per ``method`` (mean over
+    seeds; the band: min–max over seeds when there are several). ``curves``: columns ``method,
+    epoch, nll`` (:func:`bnvae_core.experiments.convergence.nll_over_training`)."""
+    _check_models({"curves": curves}, ["method", "epoch", "nll"], "nll_over_training")
+    fig, ax = _new_axes(ax, figsize=(6.4, 4.0))
+    methods = list(dict.fromkeys(curves["method"]))
+    for colour, method in zip(palette(len(methods)), methods):
+        by_epoch = curves[curves["method"] == method].groupby("epoch")["nll"]
+        mean = by_epoch.mean()
+        ax.plot(mean.index, mean.to_numpy(), marker="o", markersize=3, color=colour, label=method)
+        if by_epoch.count().max() > 1:
+            ax.fill_between(mean.index, by_epoch.min().to_numpy(), by_epoch.max().to_numpy(), color=colour, alpha=0.15)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation NLL (nats per sentence, IW)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if title:
+        ax.set_title(title)
+    _legend(ax)
+    fig.tight_layout()
+    return fig
