@@ -52,3 +52,8 @@ def write_corpus(root, train="", valid=None, test=None):
         data = text if isinstance(text, bytes) else text.encode("utf-8")
         (root / f"{name}.txt").write_bytes(data)
     return root
+
+
+def epoch_rows(rows: list[dict]) -> list[dict]:
+    """The per-epoch rows (``split`` train/valid) of a ``metrics.jsonl``, without the step rows."""
+    return [r for r in rows if r.get("split") in ("train", "valid")]

@@ -118,7 +118,7 @@ def test_a_new_method_is_one_class_registered_from_outside(tmp_path):
         method = make_method(config)
         assert isinstance(method, HalfKL) and method.settings() == ("warmup_epochs", "kl_start")
         run = train(config, tmp_path / "run", progress=False)
-        assert calls and run.history_rows[0]["split"] == "train"
+        assert calls and run.epoch_rows[0]["split"] == "train"
         torch.manual_seed(0)
         terms = method.loss(run.model.train(), *_batch(run))
         torch.testing.assert_close(terms.extra["objective_kl"], 0.5 * terms.kl)

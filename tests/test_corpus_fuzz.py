@@ -71,7 +71,8 @@ def test_bom_crlf_and_blank_lines_load_and_are_counted(tmp_path):
     c = load_corpus(root, min_freq=1)
     assert len(c.train) == 3 and c.label_names == ["1", "2"]
     assert [c.vocab.decode(c.train.sentence(i)) for i in range(3)] == [["the", "cat"], ["a", "dog"], ["the", "dog"]]
-    assert c.reading["train"] == {"skipped_blank": 3, "skipped_long": 0, "bom": True, "crlf_lines": 3}
+    assert c.reading["train"] == {"skipped_blank": 3, "skipped_long": 0, "bom": True, "crlf_lines": 3,
+                                  "sentences_read": 3, "sentences_kept": 3}
     assert c.skipped_blank["train"] == 3
 
 

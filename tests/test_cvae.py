@@ -351,8 +351,9 @@ def test_distinct_n_and_bleu_precision_recall():
 
 def test_cvae_and_bn_cvae_train_through_the_loop(tiny_cvae_runs):
     for name, run in tiny_cvae_runs.items():
-        rows = run.history_rows
+        rows = run.epoch_rows
         assert [r["split"] for r in rows] == ["train", "valid"] * 2
+        assert run.step_rows and run.step_rows[0]["step"] == 1
         valid = rows[-1]
         for key in ("loss", "rec", "kl", "au", "au_posterior", "ppl_rec", "ppl_elbo"):
             assert np.isfinite(valid[key])

@@ -60,7 +60,7 @@ def test_registry_has_every_method_of_the_issue():
 @pytest.mark.parametrize("name", ALL_METHODS)
 def test_every_method_trains_one_epoch_and_evaluates_finite(name, tmp_path):
     run = train(TrainConfig(model=name, **MICRO), tmp_path / "run", progress=False)
-    train_row, valid_row = run.history_rows
+    train_row, valid_row = run.epoch_rows
     assert all(math.isfinite(train_row[k]) for k in ("loss", "rec", "kl"))
     res = evaluate(run.model, run.corpus.test, iw_samples=4)
     for key in ("nll", "ppl", "kl", "mi", "elbo", "rec"):
@@ -89,8 +89,12 @@ def test_linear_warmup_formula():
     assert linear_warmup_weight(100, 100) == 1.0 and linear_warmup_weight(250, 100) == 1.0
     assert linear_warmup_weight(0, 0) == 1.0                                 # no warm-up
     beta = make_method(TrainConfig(model="beta", beta=0.3, warmup_epochs=2, kl_start=0.0))
-    assert beta.kl_weight(5, 10) == pytest.approx(0.3 * 0.25)                # β × warm-up
-    assert beta.kl_weight(40, 10) == pytest.approx(0.3)
+    assert beta.kl_weight(0, 10) == beta.kl_weight(5, 10) == 0.3             # the reference: constant β
+    assert beta.selection_loss({"rec": 10.0, "kl": 2.0, "loss": 12.0}) == pytest.approx(10.6)   # rec + β·KL
+    annealed = make_method(TrainConfig(model="beta", beta=0.3, warmup_epochs=2, kl_start=0.0, beta_warmup=True))
+    assert annealed.kl_weight(5, 10) == pytest.approx(0.3 * 0.25)            # β × warm-up
+    assert annealed.kl_weight(40, 10) == pytest.approx(0.3)
+    assert method_label(annealed.config) == "β-VAE (β=0.3, annealed)"
 
 
 def test_cyclical_schedule_at_known_steps():
@@ -329,7 +333,7 @@ def test_pretrain_fb_pretrains_the_encoder_and_resets_the_decoder(micro_corpus):
     report = method.pretrain(ctx)
     assert method.pretrained and math.isfinite(report["pretrain_rec"])
     assert not torch.equal(model.encoder.to_params.weight, enc_before)          # the encoder learned
-    assert float(trained_decoder["out.bias"].abs().max()) > config.init_range    # so did the decoder ...
+    assert float(trained_decoder["out.weight"].abs().max()) > config.init_range  # so did the decoder ...
     for name, p in model.decoder.named_parameters():                            # ... which is fresh again
         bound = config.init_emb_range if "embed" in name else config.init_range
         assert float(p.detach().abs().max()) <= bound, name
@@ -381,9 +385,11 @@ def test_method_settings_are_validated(bad, match):
         make_method(TrainConfig(**bad))
 
 
-def test_new_settings_at_default_keep_old_cache_hashes():
+def test_cache_name_counts_only_the_methods_own_settings():
     c = TrainConfig(model="vae", nz=16)
-    assert c.replace(kappa=13.0).hash() == c.hash() != c.replace(kappa=16.0).hash()
+    assert c.replace(kappa=16.0).hash() == c.hash()                # κ is vMF's: it does not change a VAE
+    v = c.replace(model="vmf")
+    assert v.replace(kappa=13.0).hash() == v.hash() != v.replace(kappa=16.0).hash()
 
 
 def test_cli_trains_and_evaluates_with_method_flags(tmp_path, capsys):

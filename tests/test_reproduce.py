@@ -11,23 +11,23 @@ from conftest import write_corpus
 from bnvae_core.cli.main import main
 from bnvae_core.config import SMOKE_SIZE, TrainConfig
 from bnvae_core.errors import ConfigError
-from bnvae_core.experiments.reproduce import (
-    FULL_DATA,
-    dataset_settings,
-    reproduce,
-    reproduce_configs,
-)
+from bnvae_core.experiments.reproduce import PAPER_RUN, dataset_settings, reproduce, reproduce_configs, run_length_note
 
 
 def test_dataset_settings_use_the_paper_presets():
     assert dataset_settings("wordnet") == dict(data="wordnet", emb_dim=128, hidden_dim=256)
     yahoo = dataset_settings("yahoo")
     assert (yahoo["emb_dim"], yahoo["hidden_dim"]) == (512, 1024)
-    assert {k: yahoo[k] for k in FULL_DATA} == FULL_DATA
+    assert {k: yahoo[k] for k in PAPER_RUN} == PAPER_RUN == dict(epochs=100, warmup_epochs=10, kl_start=0.0)
+    assert "max_train" not in yahoo                                  # the hub's corpora are used whole
+    ptb = TrainConfig(**dataset_settings("ptb"))
+    assert run_length_note(ptb, "ptb") == "paper: 100 epochs"
+    assert run_length_note(ptb.replace(epochs=8), "ptb") == "reduced: 8 of 100 epochs"
+    assert run_length_note(TrainConfig(), "wordnet") == "teaching: 12 epochs"
     assert (dataset_settings("short_yelp:100")["emb_dim"], dataset_settings("short_yelp:100")["hidden_dim"]) == (128, 512)
     assert (dataset_settings("ptb")["emb_dim"], dataset_settings("ptb")["hidden_dim"]) == (256, 256)
     own = dataset_settings("/some/corpus")
-    assert own["data"] == "/some/corpus" and "emb_dim" not in own
+    assert own["data"] == "/some/corpus" and "emb_dim" not in own and own["epochs"] == 100
 
 
 def test_configs_per_method_and_seed():

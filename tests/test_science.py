@@ -42,7 +42,7 @@ def test_bn_kl_bound_holds_on_every_training_batch(gamma):
             assert batch_kl >= exact - 1e-4 * max(1.0, exact)
             beta_term = 0.5 * float((model.bn_head.beta.detach() ** 2).sum())
             with torch.no_grad():
-                mu_pre, _ = model.encoder(b.tokens, b.lengths)
+                mu_pre, _ = model.encode_raw(b.tokens, b.lengths)
                 s2 = mu_pre.var(0, unbiased=False)
             shrink = float((s2 / (s2 + 1e-5)).mean())            # ½γ²Σ_j s_j²/(s_j²+ε) = nominal·shrink
             assert batch_kl >= nominal * shrink + beta_term - 1e-3
@@ -105,7 +105,9 @@ def test_mutual_information_at_most_log_n(tiny_bnvae, tiny_vae):
     split = tiny_bnvae.corpus.valid
     mi_bn = mutual_information(tiny_bnvae.model, split, n_samples=2)
     mi_vae = mutual_information(tiny_vae.model, split, n_samples=2)
-    assert 0 <= mi_vae < mi_bn <= math.log(len(split)) + 1e-9
+    # the estimator (sampled log q(z|x) − log of the aggregate posterior) is noisy around 0 for a
+    # collapsed model and can dip slightly below it; it never exceeds log N
+    assert -0.01 <= mi_vae < mi_bn <= math.log(len(split)) + 1e-9
     assert mi_vae < 0.2
 
 
@@ -146,7 +148,7 @@ def test_first_epoch_batch_kl_with_each_init_scheme(scheme, tmp_path):
     on the exact floor ½Σ(γ²s²/(s²+ε) + β²))."""
     run = train(TrainConfig(model="bnvae", gamma=0.6, init_scheme=scheme, **{**TINY, "epochs": 1}),
                 tmp_path / "run", progress=False)
-    first = run.history_rows[0]
+    first = run.epoch_rows[0]
     assert first["kl_minus_batch_bound_min"] >= -1e-3
     if scheme == "bnvae":
         assert first["kl_batch_min"] >= 0.9 * 5.76

@@ -40,9 +40,18 @@ def test_run_folder_contents_and_metrics_contract(tiny_bnvae):
     path = tiny_bnvae.path
     assert {"config.json", "metrics.jsonl", "model.pt", "checkpoint.pt", "summary.json"} <= {p.name for p in path.iterdir()}
     rows = read_metrics(path / "metrics.jsonl")
-    assert [(r["epoch"], r["split"]) for r in rows[:4]] == [(1, "train"), (1, "valid"), (2, "train"), (2, "valid")]
-    for r in rows:
+    epochs = [r for r in rows if r["split"] != "step"]
+    assert [(r["epoch"], r["split"]) for r in epochs[:4]] == [(1, "train"), (1, "valid"), (2, "train"), (2, "valid")]
+    for r in epochs:
         assert {"epoch", "split", "loss", "rec", "kl", "au"} <= set(r)
+    steps = [r for r in rows if r["split"] == "step"]           # the per-step log: step 1, then every 50
+    assert steps[0]["step"] == 1 and all(r["step"] % 50 == 0 for r in steps[1:]) and len(steps) > 2
+    for r in steps:
+        assert set(r) == {"split", "epoch", "step", "kl", "rec", "kl_weight", "lr"}
+    last_train = epochs[-2]
+    assert max(r["step"] for r in steps) <= last_train["step"]
+    # each step row sits before the train row of its epoch
+    assert [r["split"] for r in rows].index("train") > [r["split"] for r in rows].index("step")
     state = torch.load(path / "model.pt", weights_only=True)
     assert "bn_head.bn.weight" in state and torch.allclose(state["bn_head.bn.weight"], torch.tensor(0.6))
 
