@@ -333,3 +333,116 @@ def test_posterior_mean_space_and_lagging_gap():
     assert len(fig.axes) == 2 and all(len(ax.get_lines()) == 2 for ax in fig.axes)
     with pytest.raises(ValueError, match="lack"):
         plots.posterior_mean_space(snapshots().drop(columns="p_mean_0"))
+
+
+def test_kl_violin_with_bounds_one_bar_per_bounded_model():
+    tables = {"VAE": kl_table(0, scale=0.01), "γ=0.3": kl_table(1), "γ=0.6": kl_table(2, scale=3)}
+    bounds = {"γ=0.3": 1.44, "γ=0.6": 5.76}
+    fig = plots.kl_violin_with_bounds(tables, bounds, title="per-sentence KL")
+    (ax,) = visible_axes(fig)
+    bars = [c for c in ax.collections if isinstance(c, matplotlib.collections.LineCollection)
+            and len(c.get_segments()) == 1 and np.allclose(c.get_colors(), [[0, 0, 0, 1]])
+            and np.isclose(c.get_segments()[0][0, 1], c.get_segments()[0][1, 1])
+            and np.isclose(c.get_segments()[0][1, 0] - c.get_segments()[0][0, 0], 0.9)]
+    assert len(bars) == 2
+    segments = sorted(tuple(np.round(b.get_segments()[0].ravel(), 6)) for b in bars)
+    assert segments == [(0.55, 1.44, 1.45, 1.44), (1.55, 5.76, 2.45, 5.76)]   # across violins 1 and 2
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend.count("n γ²/2") == 1
+    assert ax.get_title() == "per-sentence KL" and "nats" in ax.get_ylabel()
+    plain = plots.kl_violin_with_bounds(tables, {}, log=False)
+    assert plain.axes[0].get_title() == "" and plain.axes[0].get_yscale() == "linear"
+
+
+def latent_coords(seed: int, n: int = 30):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 2))
+
+
+def test_latent_views_one_row_per_model_points_by_label():
+    labels = ["noun.act"] * 10 + ["verb.motion"] * 12 + ["adj.all"] * 8
+    pca = {"VAE": latent_coords(0), "BN-VAE": latent_coords(1)}
+    tsne = {"VAE": latent_coords(2), "BN-VAE": latent_coords(3)}
+    fig = plots.latent_views(pca, tsne, labels, classes=["adj.all", "noun.act", "verb.motion"],
+                             pca_explained={"VAE": 0.123, "BN-VAE": 0.5}, legend_title="lexicographer file")
+    axes = visible_axes(fig)
+    assert len(axes) == 4 and tuple(fig.get_size_inches()) == (11.0, 9.5)
+    titles = [ax.get_title() for ax in axes]
+    assert titles == ["VAE: PCA (12% of the variance)", "VAE: t-SNE of standardized μ",
+                      "BN-VAE: PCA (50% of the variance)", "BN-VAE: t-SNE of standardized μ"]
+    for ax, view in zip(axes, [pca["VAE"], tsne["VAE"], pca["BN-VAE"], tsne["BN-VAE"]]):
+        counts = [len(c.get_offsets()) for c in ax.collections]
+        assert counts == [8, 10, 12]                                   # one scatter per label, in class order
+        np.testing.assert_allclose(ax.collections[2].get_offsets(), view[10:22])   # verb.motion's points
+    assert "units of z" in axes[0].get_xlabel() and "no units" in axes[1].get_xlabel()
+    legend = axes[1].get_legend()
+    assert legend.get_title().get_text() == "lexicographer file"
+    assert [t.get_text() for t in legend.get_texts()] == ["adj.all", "noun.act", "verb.motion"]
+    one = plots.latent_views({"m": latent_coords(0)}, {"m": latent_coords(1)}, labels)
+    assert len(one.axes) == 2 and one.axes[0].get_title() == "m: PCA"
+    with pytest.raises(ValueError, match="t-SNE"):
+        plots.latent_views({"m": latent_coords(0)}, {}, labels)
+
+
+def accuracy_summary() -> pd.DataFrame:
+    rows = []
+    for model, mode, base in (("VAE, frozen", "frozen", 0.3), ("VAE, finetune", "finetune", 0.35),
+                              ("BN-VAE, frozen", "frozen", 0.5), ("bag of words", "bow", 0.4)):
+        for n, gain in ((100, 0.0), (500, 0.1)):
+            rows.append({"model": model, "mode": mode, "labels": n, "accuracy_mean": base + gain,
+                         "accuracy_std": 0.01, "n_seeds": 2})
+    return pd.DataFrame(rows)
+
+
+def test_accuracy_vs_labels_colour_by_features_style_by_mode():
+    fig = plots.accuracy_vs_labels(accuracy_summary(), majority=0.2, title="few labels")
+    (ax,) = visible_axes(fig)
+    lines = {c.get_label(): c.lines[0] for c in ax.containers}      # errorbar: (data line, caps, bars)
+    lines |= {line.get_label(): line for line in ax.get_lines() if line.get_label() == "majority class"}
+    assert set(lines) == {"VAE, frozen", "VAE, finetune", "BN-VAE, frozen", "bag of words", "majority class"}
+    np.testing.assert_allclose(np.asarray(lines["BN-VAE, frozen"].get_ydata(), float), [50, 60])   # percent
+    np.testing.assert_allclose(np.asarray(lines["BN-VAE, frozen"].get_xdata(), float), [100, 500])
+    assert lines["VAE, frozen"].get_color() == lines["VAE, finetune"].get_color()   # same features, same colour
+    assert lines["VAE, frozen"].get_color() != lines["BN-VAE, frozen"].get_color()
+    assert (lines["VAE, frozen"].get_linestyle(), lines["VAE, frozen"].get_marker()) == ("-", "o")
+    assert (lines["VAE, finetune"].get_linestyle(), lines["VAE, finetune"].get_marker()) == ("--", "s")
+    assert (lines["bag of words"].get_linestyle(), lines["bag of words"].get_marker()) == ("-.", "^")
+    np.testing.assert_allclose(lines["majority class"].get_ydata(), [20, 20])
+    assert ax.get_ylim()[0] == pytest.approx(15) and ax.get_xscale() == "log"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["100", "500"]
+    assert ax.get_title() == "few labels" and "%" in ax.get_ylabel()
+    with pytest.raises(ValueError, match="accuracy_std"):
+        plots.accuracy_vs_labels(accuracy_summary().drop(columns="accuracy_std"))
+
+
+def test_kl_au_figure_train_solid_valid_dashed():
+    fig = plots.kl_au_figure({"CVAE": history(0), "BN-CVAE": history(1)}, nominal=5.76)
+    ax_kl, ax_au = fig.axes
+    assert len(ax_kl.get_lines()) == 2 * 2 + 1 and len(ax_au.get_lines()) == 2 * 2
+    h = history(1)
+    valid = h[h.split == "valid"]
+    bn_valid = [line for line in ax_kl.get_lines() if line.get_label() == "BN-CVAE (valid)"][0]
+    np.testing.assert_allclose(bn_valid.get_ydata(), valid.kl)
+    assert bn_valid.get_linestyle() == "--"
+    np.testing.assert_allclose(ax_kl.get_lines()[-1].get_ydata(), [5.76, 5.76])
+    assert ax_kl.get_ylim()[0] == 0 and "nats" in ax_kl.get_ylabel() and "units" in ax_au.get_ylabel()
+    assert len(plots.kl_au_figure({"CVAE": history(0)}).axes[0].get_lines()) == 2
+    with pytest.raises(ValueError, match="au"):
+        plots.kl_au_figure({"CVAE": history(0).drop(columns="au")})
+
+
+def test_kl_bounds_per_batch_lines_and_scale():
+    n = 6
+    bounds = pd.DataFrame({"batch": np.arange(n), "kl": np.linspace(4, 6, n), "bound_pointwise": np.linspace(3, 5, n),
+                           "bound_moments": np.linspace(2, 4, n), "bnvae_bound": np.full(n, 6.5),
+                           "nominal": np.full(n, 5.76)})
+    fig = plots.kl_bounds_per_batch(bounds, model="BN-CVAE (γ=0.6)")
+    (ax,) = visible_axes(fig)
+    lines = ax.get_lines()
+    assert [line.get_label() for line in lines] == list(plots.BOUND_COLUMNS.values())
+    for line, column in zip(lines, plots.BOUND_COLUMNS):
+        np.testing.assert_allclose(line.get_ydata(), bounds[column])
+        assert line.get_linestyle() == (":" if column in ("bnvae_bound", "nominal") else "-")
+    assert ax.get_yscale() == "symlog" and ax.get_title().startswith("BN-CVAE (γ=0.6): KL")
+    with pytest.raises(ValueError, match="bound_moments"):
+        plots.kl_bounds_per_batch(bounds.drop(columns="bound_moments"))

@@ -1,2 +1,3 @@
-"""Analysis of trained models: few-label classification on μ, the lagging-encoder diagnostic,
-latent-space views and sampling."""
+"""Analysis of trained models: few-label classification on μ (classify), the lagging-encoder
+diagnostic (lagging), latent-space views and neighbours (latent), BN-VAE's KL floor measured
+(bn_floor), summaries of per-sentence KL tables (collapse) and sampling (generate)."""

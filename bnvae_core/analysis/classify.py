@@ -508,3 +508,12 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
            .reset_index())
     out["text"] = [f"{100 * m:.1f} ± {100 * s:.1f}" for m, s in zip(out.accuracy_mean, out.accuracy_std)]
     return out
+
+
+def accuracy_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The text of :func:`summarize` (``"71.3 ± 1.2"``, percent) as a table: one row per ``model``
+    (in the order they first appear), one column ``"<N> labels"`` per label size (ascending)."""
+    models = list(dict.fromkeys(summary.model))
+    table = summary.pivot(index="model", columns="labels", values="text").reindex(models)
+    table.columns = [f"{n} labels" for n in table.columns]
+    return table

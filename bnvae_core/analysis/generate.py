@@ -1,4 +1,5 @@
-"""(moved from cvae)"""
+"""Text from conditional VAEs (notebook 6): responses to contexts, side by side, and the paper's
+CVAE metrics table for several runs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Sequence
 import pandas as pd
 
 from ..data.dialogue import DialogueCorpus, label_context
-from ..metrics.dialogue import sample_split
+from ..metrics.dialogue import evaluate_cvae, sample_split
 from ..models.cvae import CVAE
 
 
@@ -38,3 +39,21 @@ def samples_table(runs: dict, contexts: Sequence[Sequence[str]], n: int = 5, gre
 def label_contexts(labels: Sequence[str]) -> list[list[str]]:
     """Contexts of a label-conditioned model for ``labels`` (e.g. ``["noun.animal"]``)."""
     return [label_context(lab) for lab in labels]
+
+
+#: the columns of :func:`cvae_metrics_table`, in order (those :func:`evaluate_cvae` reports)
+CVAE_TABLE_COLUMNS = ("kl", "au", "au_posterior", "ppl_rec", "ppl_elbo", "bleu_precision", "bleu_recall", "bleu_f1",
+                      "intra_dist1", "intra_dist2", "inter_dist1", "inter_dist2", "unique", "mean_length")
+
+
+def cvae_metrics_table(runs: dict, split_name: str = "test", n_samples: int = 10, max_examples: int | None = 200,
+                       seed: int = 0) -> pd.DataFrame:
+    """The paper's CVAE table for several runs: one row per run name (``runs``: name →
+    :class:`bnvae_core.training.run_folder.Run`), float columns ``kl, au, au_posterior, ppl_rec,
+    ppl_elbo``, BLEU precision/recall/F1, intra/inter distinct-1/2, ``unique`` (distinct responses
+    out of ``n_samples`` per context) and ``mean_length`` — those :func:`evaluate_cvae` reports on
+    the ``split_name`` split (``n_samples`` responses to each of ``max_examples`` contexts, seeded)."""
+    rows = {name: evaluate_cvae(run.model, run.corpus.splits[split_name], n_samples=n_samples,
+                                max_examples=max_examples, seed=seed) for name, run in runs.items()}
+    reported = next(iter(rows.values()))
+    return pd.DataFrame(rows).T[[k for k in CVAE_TABLE_COLUMNS if k in reported]].astype(float)

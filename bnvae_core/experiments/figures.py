@@ -26,7 +26,8 @@ import pandas as pd
 
 from ..errors import ConfigError
 
-REPO = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parents[1]   #: bnvae_core/ (this file is bnvae_core/experiments/figures.py)
+REPO = PACKAGE.parent
 
 
 def source_checkout() -> Path | None:
@@ -38,7 +39,7 @@ def default_notebooks_dir() -> Path:
     """``notebooks/`` of the checkout, else the notebooks shipped in the installed package."""
     if source_checkout() is not None:
         return REPO / "notebooks"
-    return Path(__file__).resolve().parent / "notebooks"
+    return PACKAGE / "notebooks"
 
 
 def default_output_dirs(smoke: bool) -> tuple[Path, Path]:
@@ -58,6 +59,20 @@ def notebook_paths(notebooks_dir: str | Path | None = None) -> list[Path]:
     if notebooks_dir is not None and not paths:
         raise ConfigError(f"{folder}: no notebooks (NN_name.ipynb) found")
     return paths
+
+
+def notebook_title(path: str | Path) -> str:
+    """The title of a notebook: the first ``# `` heading of its first markdown cell, without the
+    ``# `` (else, and for a notebook whose first markdown cell has no such heading, the file stem)."""
+    path = Path(path)
+    cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+    for cell in cells:
+        if cell.get("cell_type") == "markdown":
+            for line in "".join(cell.get("source", "")).splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+            break
+    return path.stem
 
 
 def run_notebook(path: str | Path, *, smoke: bool, figures_dir: str | Path, executed: str | Path,

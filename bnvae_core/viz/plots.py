@@ -12,10 +12,15 @@ Inputs are the package's own tables:
   ``epoch, split, rec, kl, au`` (+ ``elbo`` on valid rows) — :func:`training_curves`;
 * :func:`bnvae_core.metrics.text.kl_per_example`: one row per sentence, columns ``length, kl,
   kl_0 … kl_{nz−1}`` — :func:`kl_distribution`, :func:`kl_cdf`, :func:`kl_vs_length`,
-  :func:`per_dim_kl`;
+  :func:`per_dim_kl`, :func:`kl_violin_with_bounds`;
 * numbers from a γ sweep — :func:`gamma_bound` (BN-VAE's bound ``E[KL] ≥ n γ²/2``, Zhu et al.
   2020 §3.2);
-* pre-/post-BN posterior means (N, nz) — :func:`mu_before_after_bn`, :func:`gamma_explorer`.
+* pre-/post-BN posterior means (N, nz) — :func:`mu_before_after_bn`, :func:`gamma_explorer`;
+* 2-D views of the posterior means, (N, 2) per model, with a label per sentence —
+  :func:`latent_views` (:mod:`bnvae_core.analysis.latent`);
+* few-label accuracies (:func:`bnvae_core.analysis.classify.summarize`) — :func:`accuracy_vs_labels`;
+* a conditional VAE's ``run.history`` and :func:`bnvae_core.metrics.dialogue.bn_bound_report` —
+  :func:`kl_au_figure`, :func:`kl_bounds_per_batch`.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import MaxNLocator, NullLocator
 
 from ..io import atomic_write_bytes
 
@@ -551,6 +556,170 @@ def lagging_gap(snapshots: pd.DataFrame, ax=None) -> Figure:
         _legend(a, fontsize="small")
     fig.tight_layout()
     return fig
+
+
+def kl_violin_with_bounds(df_by_model: Mapping[str, pd.DataFrame], bounds: Mapping[str, float],
+                          log: bool = True, title: str | None = None, bound_label: str = "n γ²/2") -> Figure:
+    """:func:`kl_distribution` as violins (one per model, per-sentence KL in nats) with each model's
+    bound drawn as a short black bar across its violin.
+
+    ``bounds``: model name → bound in nats (e.g. :func:`nominal_bound` of its γ); models without
+    one (a plain VAE) get no bar. ``title``: the panel title."""
+    fig = kl_distribution(df_by_model, kind="violin", log=log)
+    ax = fig.axes[0]
+    first = True
+    for i, name in enumerate(df_by_model):              # the violins sit at x = 0, 1, … in this order
+        if name in bounds:
+            ax.hlines(bounds[name], i - 0.45, i + 0.45, color="black", linewidth=2,
+                      label=bound_label if first else None)
+            first = False
+    _legend(ax, fontsize="small", loc="upper left")
+    if title is not None:
+        ax.set_title(title)
+    return fig
+
+
+#: marker shapes of :func:`latent_views`, one per label (a shape too, not only a colour)
+LABEL_MARKERS = "osD^vPX*<>"
+
+
+def latent_views(pca: Mapping[str, np.ndarray], tsne: Mapping[str, np.ndarray], labels: Sequence[str],
+                 classes: Sequence[str] | None = None, pca_explained: Mapping[str, float] | None = None,
+                 legend_title: str = "label") -> Figure:
+    """Two views of the posterior means per model: one row per model, PCA (left) and t-SNE (right),
+    each point a sentence, coloured (and shaped) by its label.
+
+    ``pca``, ``tsne``: model name → (N, 2) coordinates of the same N sentences (e.g.
+    :func:`bnvae_core.analysis.latent.pca_2d`, :func:`~bnvae_core.analysis.latent.tsne_2d`);
+    ``labels``: (N,) label names; ``classes``: the labels in legend order (default: order of first
+    appearance); ``pca_explained``: model name → fraction of μ's variance the two PCs keep (shown
+    in the title). PCA axes are in units of z; t-SNE axes have no units."""
+    if not pca:
+        raise ValueError("latent_views: no models given")
+    missing = [name for name in pca if name not in tsne]
+    if missing:
+        raise ValueError(f"latent_views: no t-SNE view for {missing}")
+    labels = np.asarray(labels)
+    classes = list(dict.fromkeys(labels.tolist())) if classes is None else list(classes)
+    colours = dict(zip(classes, palette(len(classes))))
+    markers = dict(zip(classes, LABEL_MARKERS))
+    fig = Figure(figsize=(11, 4.75 * len(pca)), layout="constrained")
+    axes = fig.subplots(len(pca), 2, squeeze=False)
+    for row, name in enumerate(pca):
+        kept = f" ({100 * pca_explained[name]:.0f}% of the variance)" if pca_explained is not None else ""
+        for col, (view, title) in enumerate([(pca[name], f"PCA{kept}"), (tsne[name], "t-SNE of standardized μ")]):
+            ax = axes[row, col]
+            for c in classes:
+                keep = labels == c
+                ax.scatter(view[keep, 0], view[keep, 1], s=12, alpha=0.7, color=colours[c],
+                           marker=markers.get(c, "o"), label=c)
+            ax.set_title(f"{name}: {title}")
+            if col == 0:
+                ax.set_xlabel("PC 1 (units of z)")
+                ax.set_ylabel("PC 2 (units of z)")
+            else:
+                ax.set_xlabel("t-SNE 1 (no units)")
+                ax.set_ylabel("t-SNE 2 (no units)")
+    axes[0, 1].legend(title=legend_title, fontsize=8, markerscale=2, loc="best")
+    return fig
+
+
+#: (line style, marker) per way of using the labels (``mode`` of :func:`bnvae_core.analysis.classify.summarize`)
+MODE_STYLES = {"frozen": ("-", "o"), "finetune": ("--", "s"), "bow": ("-.", "^")}
+
+
+def accuracy_vs_labels(summary: pd.DataFrame, majority: float | None = None,
+                       label_sizes: Sequence[int] | None = None, title: str | None = None) -> Figure:
+    """Test accuracy (%) against the number of labelled sentences N (log axis), one line per
+    ``model`` with ± 1 std error bars over seeds.
+
+    ``summary``: :func:`bnvae_core.analysis.classify.summarize` rows, columns ``model, labels,
+    accuracy_mean, accuracy_std`` (fractions) and optionally ``mode``. Colour = the features (the
+    model name without its trailing ``", <mode>"``); line style and marker = the ``mode``
+    (:data:`MODE_STYLES`). ``majority``: the majority-class accuracy (a fraction), a dotted line,
+    and the y axis starts 5 points below it. ``label_sizes``: the x ticks (default: every N)."""
+    missing = [c for c in ("model", "labels", "accuracy_mean", "accuracy_std") if c not in summary.columns]
+    if missing:
+        raise ValueError(f"accuracy_vs_labels: summary lacks column(s) {', '.join(missing)}")
+    if summary.empty:
+        raise ValueError("accuracy_vs_labels: empty summary")
+    methods = list(dict.fromkeys(summary["model"]))
+    modes = {m: str(summary.loc[summary["model"] == m, "mode"].iloc[0]) if "mode" in summary else "" for m in methods}
+    features = {m: m.removesuffix(f", {modes[m]}") if modes[m] else m for m in methods}
+    colours = dict(zip(dict.fromkeys(features.values()), palette(len(set(features.values())))))
+    fig = Figure(figsize=(9.5, 4.8), layout="constrained")
+    ax = fig.subplots()
+    for method in methods:
+        rows = summary[summary["model"] == method].sort_values("labels")
+        linestyle, marker = MODE_STYLES.get(modes[method], ("-", "o"))
+        ax.errorbar(rows.labels, 100 * rows.accuracy_mean, yerr=100 * rows.accuracy_std,
+                    color=colours[features[method]], linestyle=linestyle, marker=marker, capsize=3, label=method)
+    if majority is not None:
+        ax.axhline(100 * majority, color="grey", linestyle=":", linewidth=1, label="majority class")
+    sizes = sorted(summary["labels"].unique()) if label_sizes is None else list(label_sizes)
+    ax.set_xscale("log")
+    ax.set_xticks(sizes, [str(n) for n in sizes])
+    ax.xaxis.set_minor_locator(NullLocator())
+    if majority is not None:
+        ax.set_ylim(bottom=max(0.0, 100 * majority - 5))
+    ax.set_xlabel("labelled training sentences N (log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    if title is not None:
+        ax.set_title(title)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return fig
+
+
+def kl_au_figure(history_by_model: Mapping[str, pd.DataFrame], nominal: float | None = None,
+                 kl_title: str = "KL(q(z|x,c) ‖ p(z|c))", unit: str = "nats per response",
+                 au_title: str = "active units, Var(μ_q − μ_p) > 0.01") -> Figure:
+    """KL (left, nats) and active units (right) per epoch, one colour per model, solid = train,
+    dashed = valid — a conditional VAE's training at a glance (its KL is to the learned prior
+    p(z|c); the titles say so by default).
+
+    ``history_by_model``: name → ``run.history`` (columns ``epoch, split, kl, au``). ``nominal``:
+    a dotted reference line on the KL panel, e.g. BN-VAE's bound n γ²/2."""
+    _check_models(history_by_model, ["epoch", "split", "kl", "au"], "kl_au_figure")
+    fig = Figure(figsize=(10, 3.6))
+    ax_kl, ax_au = fig.subplots(1, 2)
+    for colour, (name, hist) in zip(palette(len(history_by_model)), history_by_model.items()):
+        for split, style in (("train", "-"), ("valid", "--")):
+            rows = hist[hist["split"] == split]
+            ax_kl.plot(rows["epoch"], rows["kl"], style, marker="o", color=colour, label=f"{name} ({split})")
+            ax_au.plot(rows["epoch"], rows["au"], style, marker="o", color=colour, label=f"{name} ({split})")
+    if nominal is not None:
+        ax_kl.axhline(nominal, color="grey", linestyle=":", label="nγ²/2 (BN-VAE's bound)")
+    ax_kl.set(title=kl_title, xlabel="epoch", ylabel=unit)
+    ax_au.set(title=au_title, xlabel="epoch", ylabel="units (of nz)")
+    ax_kl.set_ylim(bottom=0)
+    ax_kl.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+#: column of :func:`bnvae_core.metrics.dialogue.bn_bound_report` → legend label of :func:`kl_bounds_per_batch`
+BOUND_COLUMNS = {"kl": "batch-mean KL", "bound_pointwise": "L₁ (always holds)", "bound_moments": "L₂ (always holds)",
+                 "bnvae_bound": "½Σ(γ̃²+β²) (needs N(0, I) prior)", "nominal": "nγ²/2"}
+
+
+def kl_bounds_per_batch(bounds: pd.DataFrame, model: str | None = None, ax=None) -> Figure:
+    """A BN-CVAE's batch-mean KL and its lower bounds on training batches (nats per response,
+    symlog axis), one line per column of :data:`BOUND_COLUMNS` against the batch number.
+
+    ``bounds``: :func:`bnvae_core.metrics.dialogue.bn_bound_report` (columns ``batch`` and those of
+    :data:`BOUND_COLUMNS`). The two bounds that need a N(0, I) prior are dotted. ``model``: its
+    name, for the title."""
+    missing = [c for c in ("batch", *BOUND_COLUMNS) if c not in bounds.columns]
+    if missing:
+        raise ValueError(f"kl_bounds_per_batch: bounds lack column(s) {', '.join(missing)}")
+    fig, ax = _new_axes(ax, figsize=(6.5, 3.6))
+    for colour, (column, label) in zip(palette(len(BOUND_COLUMNS)), BOUND_COLUMNS.items()):
+        ax.plot(bounds["batch"], bounds[column], marker="o" if column == "kl" else None, markersize=3,
+                linestyle=":" if column in ("bnvae_bound", "nominal") else "-", color=colour, label=label)
+    title = "KL and its lower bounds on training batches"
+    ax.set(title=f"{model}: {title}" if model else title, xlabel="training batch", ylabel="nats per response")
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.legend(fontsize="small")
 
 
 def nll_over_training(curves: pd.DataFrame, ax=None, title: str | None = None) -> Figure:
