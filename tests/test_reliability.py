@@ -21,8 +21,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import epoch_rows
 import torch
+from conftest import epoch_rows
 
 from bnvae_core import methods as objectives
 from bnvae_core.cli import main as cli

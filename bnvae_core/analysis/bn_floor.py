@@ -19,14 +19,8 @@ import torch
 
 from ..data.corpus import EncodedSplit
 from ..metrics.text import kl_per_example, posterior_params, train_mode_batch_kl
-from ..models.layers import BNHead
+from ..models.layers import BNHead, nominal_kl_bound
 from .latent import pre_bn_means
-
-
-def nominal_floor(gamma: float, nz: int) -> np.ndarray:
-    """BN-VAE's nominal floor ``n γ²/2`` (nats), as a 0-d float array (the same number as
-    :func:`bnvae_core.viz.plots.nominal_bound`)."""
-    return 0.5 * nz * np.asarray(gamma, dtype=float) ** 2
 
 
 def floor_vs_spread(gamma: float, nz: int, eps: float = 1e-5, deltas: Sequence[float] | None = None,
@@ -69,7 +63,7 @@ def bound_sweep_table(sweep: Mapping[float, object], nz: int, batch_size: int = 
         batches = train_mode_batch_kl(run.model, run.corpus.train, batch_size=batch_size, seed=seed)
         batch_tables[gamma] = batches
         rows.append({
-            "γ": gamma, "n γ²/2": nominal_floor(gamma, nz),
+            "γ": gamma, "n γ²/2": nominal_kl_bound(gamma, nz),
             "train-mode KL (final model)": batches["kl"].mean(),
             "smallest train-mode batch KL": batches["kl"].min(),
             "exact floor (mean over batches)": batches["bound"].mean(),

@@ -52,7 +52,7 @@ def pre_bn_means(model, split: EncodedSplit, batch_size: int = 256) -> np.ndarra
     with torch.no_grad():
         for b in iterate_batches(split, batch_size):
             b = b.to(device)
-            out[b.index.numpy()] = model.encoder(b.tokens, b.lengths)[0].cpu().numpy()
+            out[b.index.numpy()] = model.encode_raw(b.tokens, b.lengths)[0].cpu().numpy()
     return out
 
 

@@ -18,6 +18,7 @@ Shapes: ``tokens: (batch, seq)`` word ids without ``<s>``/``</s>``, padded with 
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -48,6 +49,13 @@ class Encoder(nn.Module):
             return self.to_params(last).float(), None
         mu, logvar = self.to_params(last).float().chunk(2, dim=-1)
         return mu, logvar
+
+
+def nominal_kl_bound(gammas, nz: int):
+    """BN-VAE's lower bound on the expected KL of a training batch, ``n γ²/2`` nats (Zhu et al. 2020
+    §3.2; exactly ½Σ_j(γ² s_j²/(s_j²+ε) + β_j²) ≥ that up to the s²/(s²+ε) factor): a float array
+    shaped like ``gammas``."""
+    return 0.5 * nz * np.asarray(gammas, dtype=float) ** 2
 
 
 class BNHead(nn.Module):

@@ -38,6 +38,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, NullLocator
 
 from ..io import atomic_write_bytes
+from ..models.layers import nominal_kl_bound
 
 #: metric column → (panel title, y label) of :func:`training_curves`
 CURVE_METRICS = {
@@ -251,9 +252,8 @@ def per_dim_kl(df_by_model: Mapping[str, pd.DataFrame], ax=None, sort: bool = Tr
     return fig
 
 
-def nominal_bound(gammas, nz: int) -> np.ndarray:
-    """BN-VAE's lower bound on the expected KL of a training batch, ``n γ²/2`` nats (Zhu et al. §3.2)."""
-    return 0.5 * nz * np.asarray(gammas, dtype=float) ** 2
+#: BN-VAE's nominal bound n γ²/2 (one definition: :func:`bnvae_core.models.layers.nominal_kl_bound`)
+nominal_bound = nominal_kl_bound
 
 
 def gamma_bound(gammas: Sequence[float] | None = None, measured_train_kl: Sequence[float] | None = None,
