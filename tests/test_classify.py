@@ -143,9 +143,9 @@ def test_cli_prints_one_json_object(tiny_bnvae, capsys):
 def test_cli_on_another_labelled_corpus(two_topics, capsys):
     run, corpus = two_topics
     assert main(["classify", str(run.path), "--data", str(corpus), "--labels", "20", "--seeds", "2",
-                 "--mode", "bow"]) == 0
+                 "--protocol", "bow"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["n_test"] == 100 and out["n_classes"] == 2 and out["mode"] == "bow"
+    assert out["n_test"] == 100 and out["n_classes"] == 2 and out["protocol"] == "bow"
     assert out["accuracy_mean"] > 0.9
 
 
@@ -169,5 +169,5 @@ def test_cli_missing_run_folder_and_bad_mode_exit_2(tmp_path, capsys):
     assert main(["classify", str(tmp_path / "nope"), "--labels", "10"]) == 2
     assert capsys.readouterr().err.startswith("error: ")
     with pytest.raises(SystemExit) as exc:                       # argparse: invalid choice
-        main(["classify", str(tmp_path), "--labels", "10", "--mode", "magic"])
+        main(["classify", str(tmp_path), "--labels", "10", "--protocol", "magic"])
     assert exc.value.code == 2

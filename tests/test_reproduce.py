@@ -99,10 +99,11 @@ def test_hub_dataset_uses_the_paper_label_file(tmp_path, monkeypatch):
     cls = pd.read_csv(written["classification_table"])
     by = {(r.method, r.labels): r for r in cls.itertuples()}
     assert by[("bnvae", 100)].label_source.startswith("label file") and "train.100.txt" in by[("bnvae", 100)].label_source
-    assert by[("bnvae", 100)].n_fits == 1
-    assert by[("bnvae", 200)].label_source == "sampled from train" and by[("bnvae", 200)].n_fits == 2
+    assert by[("bnvae", 100)].n_fits == 2                      # the file, two training seeds (the paper: 10)
+    assert by[("bnvae", 200)].label_source == "drawn from train (seed 0)" and by[("bnvae", 200)].n_fits == 2
     config = TrainConfig.from_dict(json.loads((tmp_path / "out" / "reproduce.json").read_text())["configs"][0])
-    assert config.max_train == SMOKE_SIZE["max_train"] and config.max_tokens is None and config.min_freq == 1
+    assert config.max_train == SMOKE_SIZE["max_train"] and config.max_tokens is None and config.min_freq is None
+    assert config.tokenizer == "auto" and config.epochs == 1   # the hub's corpus: whitespace, used whole
 
 
 def test_unlabelled_corpus_has_no_classification_table(tmp_path):

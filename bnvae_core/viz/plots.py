@@ -720,6 +720,8 @@ def kl_bounds_per_batch(bounds: pd.DataFrame, model: str | None = None, ax=None)
     ax.set(title=f"{model}: {title}" if model else title, xlabel="training batch", ylabel="nats per response")
     ax.set_yscale("symlog", linthresh=1.0)
     ax.legend(fontsize="small")
+    fig.tight_layout()
+    return fig
 
 
 def nll_over_training(curves: pd.DataFrame, ax=None, title: str | None = None) -> Figure:
