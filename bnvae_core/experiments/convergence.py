@@ -25,7 +25,7 @@ from ..config import TrainConfig
 from ..io import atomic_write_text
 from ..methods import method_label
 from ..metrics.text import iw_nll, perplexity
-from ..training.cache import cache_dir
+from ..training.cache import cache_dir, cached_run
 from ..training.loop import Callback, Trainer
 
 
@@ -51,17 +51,20 @@ class EpochNLL(Callback):
 
 
 def nll_curve(config: TrainConfig, *, sentences: int = 500, k: int = 20, root: str | Path | None = None,
-              use_cache: bool = True) -> pd.DataFrame:
+              use_cache: bool = True, progress: bool = False) -> pd.DataFrame:
     """One config's :class:`EpochNLL` rows (columns ``epoch, nll, ppl, kl_valid, kl_train, lr, step,
-    time_s`` plus ``method``, ``model``, ``seed``), trained in memory, cached as CSV."""
+    time_s`` plus ``method``, ``model``, ``seed``), cached as CSV. The model is trained through the
+    run cache (:func:`~bnvae_core.training.cache.cached_run`), so ``reproduce``/``evaluate`` of the
+    same config later load it instead of training again; a cached run without its curve is trained
+    again in memory to measure it."""
     root = Path(root) if root is not None else cache_dir() / "convergence"
     path = root / f"{config.model}-{config.hash()}-n{sentences}-k{k}.csv"
     if use_cache and path.exists():
         return pd.read_csv(path)
-    trainer = Trainer(config)
     curve = EpochNLL(sentences, k, seed=0)
-    trainer.callbacks.append(curve)
-    trainer.fit()
+    cached_run(config, progress=progress, callbacks=[curve])
+    if not curve.rows:                        # the run came from the cache: measure it again
+        Trainer(config, callbacks=[curve]).fit()
     df = pd.DataFrame(curve.rows)
     df.insert(0, "method", method_label(config))
     df.insert(1, "model", config.model)

@@ -26,8 +26,11 @@ def cache_dir() -> Path:
     return base / "bnvae" / "runs"
 
 
-def cached_run(config: TrainConfig, *, root: str | Path | None = None, progress: bool = True) -> Run:
+def cached_run(config: TrainConfig, *, root: str | Path | None = None, progress: bool = True,
+               callbacks=()) -> Run:
     """Train ``config`` once; later calls with an equal config load the result in seconds.
+    ``callbacks`` (:class:`~bnvae_core.training.loop.Callback`) watch the training when it happens
+    (not when the entry is loaded).
 
     The entry is ``root/<model>-<config hash>``. It is trained in a temporary folder and renamed
     into place, so two processes never leave a half-written entry. An entry whose files are
@@ -48,7 +51,7 @@ def cached_run(config: TrainConfig, *, root: str | Path | None = None, progress:
             shutil.rmtree(entry, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=root))
     try:
-        run = train(config, tmp / "run", progress=progress)
+        run = train(config, tmp / "run", progress=progress, callbacks=callbacks)
         try:
             os.replace(tmp / "run", entry)
         except OSError:  # another process finished the same entry first: use theirs

@@ -23,6 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sentences", type=int, default=500, help="validation sentences measured (default 500)")
     p.add_argument("--iw-samples", type=int, default=20, help="K of the IW-NLL after each epoch (default 20)")
     p.add_argument("--out", required=True, help="folder for convergence.csv, convergence.json and the figure")
+    p.add_argument("--no-progress", action="store_true")
     add_config_arguments(p, exclude=("model", "seed"))
 
 
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{out}: exists and is not a directory")
     configs = grid_configs(config_from_args(args), parse_list(args.methods, str, "methods"), args.seeds,
                            conditional=False)
-    curves = nll_over_training(configs, sentences=args.sentences, k=args.iw_samples)
+    curves = nll_over_training(configs, sentences=args.sentences, k=args.iw_samples, progress=not args.no_progress)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "convergence.csv", curves.to_csv(index=False))
     bn = [method_label(c) for c in configs if c.model == "bnvae"]
