@@ -26,10 +26,12 @@ def cache_dir() -> Path:
     return base / "bnvae" / "runs"
 
 
-def cached_run(config: TrainConfig, *, root: str | Path | None = None, progress: bool = True) -> Run:
+def cached_run(config: TrainConfig, *, root: str | Path | None = None, progress: bool = True,
+               callbacks=()) -> Run:
     """Train ``config`` once; later calls with an equal config load the result in seconds.
 
-    The entry is ``root/<model>-<config hash>``. It is trained in a temporary folder and renamed
+    The entry is ``root/<model>-<config hash>``. ``callbacks`` (:class:`~bnvae_core.training.loop.Callback`)
+    watch the training when there is one; a cache hit trains nothing, so they are not called. It is trained in a temporary folder and renamed
     into place, so two processes never leave a half-written entry. An entry whose files are
     corrupt or whose config does not hash to its name is discarded and retrained."""
     root = Path(root) if root is not None else cache_dir()
@@ -48,7 +50,7 @@ def cached_run(config: TrainConfig, *, root: str | Path | None = None, progress:
             shutil.rmtree(entry, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=root))
     try:
-        run = train(config, tmp / "run", progress=progress)
+        run = train(config, tmp / "run", progress=progress, callbacks=callbacks)
         try:
             os.replace(tmp / "run", entry)
         except OSError:  # another process finished the same entry first: use theirs
