@@ -1,11 +1,26 @@
-"""Shared fixtures: small corpora and small trained models, trained once per test session."""
+"""Shared fixtures: small corpora and small trained models, trained once per test session; a real
+two-node Ray cluster on this host for the Ray tests."""
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("BNVAE_CACHE", os.path.join(os.path.dirname(__file__), "..", ".cache", "test-runs"))
+# Ray, for every `ray start` and every driver in this process (set before ray is imported):
+# no usage statistics (no network), and no token auth: Ray >= 2.5x turns it on for a head that
+# finds ~/.ray/auth_token (which any local ray.init() leaves) but not for the joining node,
+# which then hangs (/work/notes/ray.md, pitfall 1).
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 
 from bnvae_core.config import TrainConfig  # noqa: E402
 from bnvae_core.devices import bf16_unavailable_reason  # noqa: E402
@@ -52,3 +67,129 @@ def write_corpus(root, train="", valid=None, test=None):
         data = text if isinstance(text, bytes) else text.encode("utf-8")
         (root / f"{name}.txt").write_bytes(data)
     return root
+
+
+# --- a two-node Ray cluster ------------------------------------------------------------------------
+
+def _free_ports(n: int) -> list[int]:
+    """``n`` distinct ports free now (bound together, then released)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _fatal_log_lines(base: str) -> str:
+    """The raylets' fatal lines (``C`` level) under ``base``: why a node did not start."""
+    lines = []
+    for log in sorted(Path(base).glob("*/session_*/logs/raylet*.out")):
+        lines += [f"{log}: {line[:400]}" for line in log.read_text(errors="replace").splitlines() if " C " in line[:40]]
+    return "\n".join(lines[:10])
+
+
+def _agent_ports() -> list[str]:
+    """Fixed ports for a node's agents. With the default (0: the agent picks one and writes it to a
+    file), the raylet waits only ~15 s for the dashboard agent's port file and then aborts ("The
+    current node timed out during startup"); on a loaded 2-core machine ray[default]'s agent takes
+    longer than that to import. Given ports, the raylet does not wait for the file."""
+    flags = ("--dashboard-agent-grpc-port", "--metrics-export-port", "--dashboard-agent-listen-port",
+             "--runtime-env-agent-port")
+    return [f"{flag}={port}" for flag, port in zip(flags, _free_ports(len(flags)))]
+
+
+def _processes_in_sessions(session_ids: set[int]) -> list[int]:
+    """Live processes whose session id (field 6 of /proc/PID/stat) is one of ``session_ids``."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and int(fields[3]) in session_ids:
+            found.append(int(pid))
+    return found
+
+
+def _stop_sessions(session_ids: set[int]) -> None:
+    """SIGKILL what the fixture's ``ray start`` commands left (their daemons and task workers keep
+    the session id), and wait until it is gone. Not ``ray stop``: that kills every Ray process on
+    the machine, another test's or another user's too, and takes ~7 s."""
+    for pid in _processes_in_sessions(session_ids):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + 15
+    while _processes_in_sessions(session_ids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+def _start_cluster(ray_bin: str, base: str, sessions: set[int]) -> str:
+    """``ray start`` a head (1 CPU) and a second node (1 CPU, one declared GPU) with temp dirs under
+    ``base``; their session ids go into ``sessions``; returns the address once both are alive."""
+    (port,) = _free_ports(1)
+    common = ["--num-cpus=1", "--object-store-memory=100000000", "--disable-usage-stats"]
+    commands = [[ray_bin, "start", "--head", f"--port={port}", "--include-dashboard=false", "--num-gpus=0",
+                 f"--temp-dir={base}/h", *common, *_agent_ports()],
+                [ray_bin, "start", f"--address=127.0.0.1:{port}", "--num-gpus=1", f"--temp-dir={base}/w", *common,
+                 *_agent_ports()]]
+    for command in commands:      # start_new_session: the daemons keep this session id (teardown)
+        process = subprocess.Popen(command, cwd=base, env=dict(os.environ), stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        sessions.add(process.pid)
+        output, _ = process.communicate(timeout=180)    # a missing head makes the 2nd start hang
+        if process.returncode:
+            raise RuntimeError(f"{' '.join(command[1:3])} failed:\n{output[-2000:]}\n{_fatal_log_lines(base)}")
+    _wait_for_nodes(f"127.0.0.1:{port}", 2)
+    return f"127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """The address (``127.0.0.1:PORT``) of a real two-node Ray cluster started for this test session:
+    a head with 1 CPU and a second node with 1 CPU and one *declared* GPU (no device: Ray only
+    schedules it, so a ``num_gpus`` trial lands there and gets ``CUDA_VISIBLE_DEVICES``, while
+    torch, finding no CUDA, trains on the CPU). Each node has its own short temp dir (AF_UNIX
+    paths < 108 bytes; one log monitor per node). Yields only the address: each test connects
+    (``ray.init(address)``) and disconnects itself. A cluster that fails to start (a loaded
+    machine) is stopped and started once more. Skipped without ray, unless
+    ``BNVAE_REQUIRE_RAY=1`` (CI), where a missing ray fails."""
+    ray_bin = shutil.which("ray", path=os.path.dirname(sys.executable))
+    if ray_bin is None:
+        if os.environ.get("BNVAE_REQUIRE_RAY") == "1":
+            pytest.fail("BNVAE_REQUIRE_RAY=1 but ray is not installed (pip install 'bnvae-core[ray]')")
+        pytest.skip("ray is not installed (the 'ray' extra)")
+    sessions: set[int] = set()
+    bases = [tempfile.mkdtemp(prefix="rt", dir="/tmp")]
+    try:
+        try:
+            address = _start_cluster(ray_bin, bases[0], sessions)
+        except (RuntimeError, subprocess.TimeoutExpired) as err:
+            print(f"the test Ray cluster did not start, trying once more: {err}", file=sys.stderr)
+            _stop_sessions(sessions)
+            bases.append(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
+            address = _start_cluster(ray_bin, bases[1], sessions)
+        yield address
+    finally:
+        _stop_sessions(sessions)
+        for base in bases:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def _wait_for_nodes(address: str, count: int, timeout: float = 60) -> None:
+    """Connect once and poll ``ray.nodes()`` (not ``ray status``, which lags) until ``count`` are alive."""
+    import ray
+    ray.init(address=address, log_to_driver=False)
+    try:
+        deadline = time.monotonic() + timeout
+        while sum(bool(n["Alive"]) for n in ray.nodes()) < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"only some Ray nodes came up: {ray.nodes()}")
+            time.sleep(0.2)
+    finally:
+        ray.shutdown()

@@ -139,15 +139,25 @@ def test_cli_preset_fills_sizes_explicit_flags_win():
 
 
 @pytest.mark.ray
-def test_reproduce_on_local_ray(tmp_path):
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        written = reproduce("wordnet", tmp_path / "out", methods=["vae", "bnvae"], epochs=1, iw_samples=2,
-                            smoke=True, ray=True, cache_root=tmp_path / "cache", label_sizes=[100],
-                            label_seeds=1, device="cpu")
-    finally:
-        ray.shutdown()
+def test_reproduce_on_the_cluster_evaluates_inside_the_trials(ray_cluster, tmp_path, monkeypatch):
+    """reproduce --ray ADDRESS on the two-node test cluster: the trials train, evaluate and classify;
+    the driver only gathers their rows (here it could not evaluate, classify or load a run)."""
+    from bnvae_core.experiments import reproduce as module
+    from bnvae_core.training import run_folder
+
+    def driver_must_not(*args, **kwargs):
+        raise AssertionError("the driver evaluated, classified or loaded a run itself")
+
+    for target, name in ((module, "evaluate_run"), (module, "few_label_accuracy"), (run_folder, "load_run")):
+        monkeypatch.setattr(target, name, driver_must_not)
+    written = reproduce("wordnet", tmp_path / "out", methods=["vae", "bnvae"], epochs=1, iw_samples=2,
+                        smoke=True, ray=ray_cluster, cache_root=tmp_path / "cache", label_sizes=[100],
+                        label_seeds=1, device="cpu")
     runs = pd.read_csv(written["lm_runs"])
-    assert list(runs.method) == ["vae", "bnvae"]
+    assert list(runs.method) == ["vae", "bnvae"] and set(runs.status) == {"ok"}
+    assert runs[["nll", "kl", "mi", "au"]].notna().all().all()
     assert all((tmp_path / "cache").resolve() == type(tmp_path)(d).parent for d in runs.run_dir)
+    cls = pd.read_csv(written["classification_table"])
+    assert set(cls.method) == {"vae", "bnvae", "bow"} and list(cls.method) == ["vae", "bnvae", "bow"]
+    meta = json.loads(written["meta"].read_text())
+    assert meta["failed"] == [] and meta["failure_summary"] is None
