@@ -83,24 +83,6 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
-def _fatal_log_lines(base: str) -> str:
-    """The raylets' fatal lines (``C`` level) under ``base``: why a node did not start."""
-    lines = []
-    for log in sorted(Path(base).glob("*/session_*/logs/raylet*.out")):
-        lines += [f"{log}: {line[:400]}" for line in log.read_text(errors="replace").splitlines() if " C " in line[:40]]
-    return "\n".join(lines[:10])
-
-
-def _agent_ports() -> list[str]:
-    """Fixed ports for a node's agents. With the default (0: the agent picks one and writes it to a
-    file), the raylet waits only ~15 s for the dashboard agent's port file and then aborts ("The
-    current node timed out during startup"); on a loaded 2-core machine ray[default]'s agent takes
-    longer than that to import. Given ports, the raylet does not wait for the file."""
-    flags = ("--dashboard-agent-grpc-port", "--metrics-export-port", "--dashboard-agent-listen-port",
-             "--runtime-env-agent-port")
-    return [f"{flag}={port}" for flag, port in zip(flags, _free_ports(len(flags)))]
-
-
 def _processes_in_sessions(session_ids: set[int]) -> list[int]:
     """Live processes whose session id (field 6 of /proc/PID/stat) is one of ``session_ids``."""
     found = []
@@ -129,22 +111,52 @@ def _stop_sessions(session_ids: set[int]) -> None:
         time.sleep(0.1)
 
 
+def _fatal_log_lines(node_dir: str) -> str:
+    """The raylet's fatal lines (``C`` level) in a node's temp dir: why the node did not start."""
+    lines = []
+    for log in sorted(Path(node_dir).glob("session_2*/logs/raylet*.out")):
+        lines += [line[:400] for line in log.read_text(errors="replace").splitlines() if " C " in line[:40]]
+    return "\n".join(lines[:5])
+
+
+def _agent_ports() -> list[str]:
+    """A fixed port for the node's runtime-env agent, so that the raylet need not wait for that
+    agent's port file too (it still waits for the dashboard agent's, see :func:`_start_node`)."""
+    (port,) = _free_ports(1)
+    return [f"--runtime-env-agent-port={port}"]
+
+
+def _start_node(command: list[str], base: str, name: str, sessions: set[int], attempts: int = 3) -> None:
+    """``ray start`` one node (``command`` without its temp dir and agent ports), retried: the raylet
+    of Ray 2.60 waits a fixed ~15 s for the dashboard agent to write its port file and aborts
+    otherwise ("The current node timed out during startup"), which a loaded 2-core machine can
+    exceed. A failed attempt's processes are killed (by its session id) before the next."""
+    for attempt in range(1, attempts + 1):
+        full = [*command, f"--temp-dir={base}/{name}{attempt}", *_agent_ports()]
+        process = subprocess.Popen(full, cwd=base, env=dict(os.environ), stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        try:
+            output, _ = process.communicate(timeout=180)    # a missing head makes a node's start hang
+        except subprocess.TimeoutExpired:
+            output = "ray start did not return within 180 s"
+        if process.returncode == 0:
+            sessions.add(process.pid)       # start_new_session: the daemons keep this session id
+            return
+        _stop_sessions({process.pid})
+        message = f"ray start ({name}) failed, attempt {attempt} of {attempts}:\n{output[-1500:]}\n" + \
+            _fatal_log_lines(f"{base}/{name}{attempt}")
+        print(message, file=sys.stderr)
+    raise RuntimeError(message)
+
+
 def _start_cluster(ray_bin: str, base: str, sessions: set[int]) -> str:
-    """``ray start`` a head (1 CPU) and a second node (1 CPU, one declared GPU) with temp dirs under
-    ``base``; their session ids go into ``sessions``; returns the address once both are alive."""
+    """A head (1 CPU) and a second node (1 CPU, one declared GPU) with temp dirs under ``base``; their
+    session ids go into ``sessions``; returns the address once both are alive."""
     (port,) = _free_ports(1)
     common = ["--num-cpus=1", "--object-store-memory=100000000", "--disable-usage-stats"]
-    commands = [[ray_bin, "start", "--head", f"--port={port}", "--include-dashboard=false", "--num-gpus=0",
-                 f"--temp-dir={base}/h", *common, *_agent_ports()],
-                [ray_bin, "start", f"--address=127.0.0.1:{port}", "--num-gpus=1", f"--temp-dir={base}/w", *common,
-                 *_agent_ports()]]
-    for command in commands:      # start_new_session: the daemons keep this session id (teardown)
-        process = subprocess.Popen(command, cwd=base, env=dict(os.environ), stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        sessions.add(process.pid)
-        output, _ = process.communicate(timeout=180)    # a missing head makes the 2nd start hang
-        if process.returncode:
-            raise RuntimeError(f"{' '.join(command[1:3])} failed:\n{output[-2000:]}\n{_fatal_log_lines(base)}")
+    _start_node([ray_bin, "start", "--head", f"--port={port}", "--include-dashboard=false", "--num-gpus=0",
+                 *common], base, "h", sessions)
+    _start_node([ray_bin, "start", f"--address=127.0.0.1:{port}", "--num-gpus=1", *common], base, "w", sessions)
     _wait_for_nodes(f"127.0.0.1:{port}", 2)
     return f"127.0.0.1:{port}"
 
@@ -156,8 +168,7 @@ def ray_cluster():
     schedules it, so a ``num_gpus`` trial lands there and gets ``CUDA_VISIBLE_DEVICES``, while
     torch, finding no CUDA, trains on the CPU). Each node has its own short temp dir (AF_UNIX
     paths < 108 bytes; one log monitor per node). Yields only the address: each test connects
-    (``ray.init(address)``) and disconnects itself. A cluster that fails to start (a loaded
-    machine) is stopped and started once more. Skipped without ray, unless
+    (``ray.init(address)``) and disconnects itself. Skipped without ray, unless
     ``BNVAE_REQUIRE_RAY=1`` (CI), where a missing ray fails."""
     ray_bin = shutil.which("ray", path=os.path.dirname(sys.executable))
     if ray_bin is None:
@@ -165,20 +176,12 @@ def ray_cluster():
             pytest.fail("BNVAE_REQUIRE_RAY=1 but ray is not installed (pip install 'bnvae-core[ray]')")
         pytest.skip("ray is not installed (the 'ray' extra)")
     sessions: set[int] = set()
-    bases = [tempfile.mkdtemp(prefix="rt", dir="/tmp")]
+    base = tempfile.mkdtemp(prefix="rt", dir="/tmp")
     try:
-        try:
-            address = _start_cluster(ray_bin, bases[0], sessions)
-        except (RuntimeError, subprocess.TimeoutExpired) as err:
-            print(f"the test Ray cluster did not start, trying once more: {err}", file=sys.stderr)
-            _stop_sessions(sessions)
-            bases.append(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
-            address = _start_cluster(ray_bin, bases[1], sessions)
-        yield address
+        yield _start_cluster(ray_bin, base, sessions)
     finally:
         _stop_sessions(sessions)
-        for base in bases:
-            shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _wait_for_nodes(address: str, count: int, timeout: float = 60) -> None:

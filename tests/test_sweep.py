@@ -81,6 +81,9 @@ def test_cli_sweep_and_errors(tmp_path, capsys, monkeypatch):
     assert "--gpus-per-trial schedules GPUs on a Ray cluster" in capsys.readouterr().err
     assert main(args[:-3] + ["--data", "no_such_corpus", "--out", str(tmp_path / "o4")]) == 2   # before any trial
     assert "'no_such_corpus' is neither an existing directory nor a known dataset" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)     # as if tensorboard were not installed
+    assert main(args[:-3] + ["--tensorboard", str(tmp_path / "tb"), "--out", str(tmp_path / "o5")]) == 2
+    assert "--tensorboard needs the optional package 'tensorboard'" in capsys.readouterr().err
     monkeypatch.setitem(sys.modules, "ray", None)         # as if ray were not installed
     assert main(args + ["--ray"]) == 2
     err = capsys.readouterr().err
@@ -106,6 +109,7 @@ def test_cli_exit_status_counts_the_failed_trials(tmp_path, capsys):
 def test_tensorboard_events_beside_metrics(tmp_path):
     """--tensorboard: the Trainer's callback writes step and epoch scalars; a cache hit writes its
     history once into a new folder."""
+    pytest.importorskip("tensorboard", reason="the tensorboard package (test extra) is not installed")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     configs = grid_configs(TrainConfig(**{**MICRO, "batch_size": 16}), ["bnvae"], seeds=1, gammas=[0.5])
     run_sweep(configs, cache_root=tmp_path / "cache", tensorboard=tmp_path / "tb")
