@@ -124,6 +124,28 @@ def test_cli_errors_exit_2(tmp_path, capsys):
     assert main(["reproduce", "--dataset", "wordnet", "--iw-samples", "0", "--out", str(tmp_path / "o")]) == 2
 
 
+def test_cli_failed_trials_are_listed_and_exit_1(tmp_path, capsys):
+    """Trials that fail (a corpus with a NUL byte: CorpusError inside each trial) are rows of
+    lm_runs.csv with their error and reproduce.json's 'failed'; one summary line, exit status 1."""
+    bad = write_corpus(tmp_path / "bad", train=b"a b c\n\x00 binary\n", valid="a b c\n", test="a b c\n")
+    out = tmp_path / "out"
+    args = ["reproduce", "--dataset", str(bad), "--methods", "vae", "bnvae", "--smoke", "--epochs", "1",
+            "--iw-samples", "2", "--retries", "1", "--device", "cpu", "--cache", str(tmp_path / "cache"),
+            "--out", str(out), "--no-progress"]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["failed"] == 2
+    summary = [line for line in captured.err.splitlines() if line.startswith("error: ")]
+    assert len(summary) == 1 and summary[0].startswith("error: 2 of 2 trials failed: vae seed=0")
+    assert "attempt 1 of 2 failed: CorpusError" in captured.err
+    runs = pd.read_csv(out / "lm_runs.csv")
+    assert list(runs.status) == ["failed", "failed"] and list(runs.attempts) == [2, 2]
+    assert runs.error.str.startswith("CorpusError: ").all() and runs.nll.isna().all()
+    meta = json.loads((out / "reproduce.json").read_text())
+    assert [f["attempts"] for f in meta["failed"]] == [2, 2] and "lm_table" not in meta["outputs"]
+    assert "every trial failed: no LM table" in meta["notes"]
+
+
 def test_cli_preset_fills_sizes_explicit_flags_win():
     from bnvae_core.cli.args import config_from_args
     from bnvae_core.cli.main import build_parser

@@ -332,6 +332,8 @@ def _classification_outputs(table: pd.DataFrame, configs: Sequence[TrainConfig],
     """The classification table and figure from the rows the trials sent back (the models' rows in
     ``configs`` order, then the BoW baseline's)."""
     done = table[table.status == "ok"]
+    if done.empty:                  # every trial failed: reproduce.json lists them
+        return {}, []
     if "labelled" not in done or not done["labelled"].astype(bool).any():
         return {}, [f"{dataset}: the training split has no labels, so no classification table"]
     rows, notes = [], []

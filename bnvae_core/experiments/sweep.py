@@ -50,6 +50,7 @@ columns (``test_nll``, …), the device it ran on, the wall time, host and pid.
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
 import os
@@ -227,10 +228,10 @@ def _progress_bar(total: int, enabled: bool):
 
 def _run_in_process(configs, root: str, trial_kwargs: dict, retries: int, log, progress: bool) -> list[dict]:
     """``workers=1``: the trials one after the other in this process (same retries and outcomes)."""
-    tokens = iter(range(10 ** 9))
+    tokens = itertools.count()
 
     def submit(i):
-        return next(tokens), i
+        return next(tokens), i              # a handle: (unique number, trial index)
 
     def next_done(pending):
         handle = next(iter(pending))
