@@ -2,6 +2,7 @@
 two-node Ray cluster on this host for the Ray tests."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -184,15 +185,25 @@ def ray_cluster():
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _wait_for_nodes(address: str, count: int, timeout: float = 60) -> None:
-    """Connect once and poll ``ray.nodes()`` (not ``ray status``, which lags) until ``count`` are alive."""
+@contextlib.contextmanager
+def ray_connected(address: str):
+    """``ray`` connected to ``address`` inside the block; after ``ray.shutdown`` the SIGTERM handler
+    that ``ray.init`` replaced is restored (tests of the Trainer's interrupt handling check it)."""
     import ray
+    previous = signal.getsignal(signal.SIGTERM)
     ray.init(address=address, log_to_driver=False)
     try:
+        yield ray
+    finally:
+        ray.shutdown()
+        signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+
+
+def _wait_for_nodes(address: str, count: int, timeout: float = 60) -> None:
+    """Connect once and poll ``ray.nodes()`` (not ``ray status``, which lags) until ``count`` are alive."""
+    with ray_connected(address) as ray:
         deadline = time.monotonic() + timeout
         while sum(bool(n["Alive"]) for n in ray.nodes()) < count:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only some Ray nodes came up: {ray.nodes()}")
             time.sleep(0.2)
-    finally:
-        ray.shutdown()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import time
 from pathlib import Path
 
@@ -77,6 +78,7 @@ def test_two_node_sweep_survives_a_failing_trial(ray_cluster, tmp_path, monkeypa
     saved = pd.read_csv(tmp_path / "out" / "sweep.csv")
     assert list(saved.status) == ["ok", "ok", "failed"] and "NUL byte" in saved.error.iloc[2]
     assert not list(cache.glob(".bnvae-visible-*"))          # the probe's markers are cleaned up
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL   # ray.init's SIGTERM handler is gone again
 
 
 @pytest.mark.ray

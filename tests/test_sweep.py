@@ -6,7 +6,7 @@ import sys
 
 import pandas as pd
 import pytest
-from conftest import write_corpus
+from conftest import ray_connected, write_corpus
 
 from bnvae_core.cli.main import main
 from bnvae_core.config import TrainConfig
@@ -129,13 +129,9 @@ def test_tensorboard_events_beside_metrics(tmp_path):
 def test_ray_tasks_write_the_same_run_folders(ray_cluster, tmp_path):
     """``ray=True`` with Ray already initialised (here: connected to the two-node test cluster): each
     trial a Ray task; the folders are those of the local executor."""
-    import ray
     configs = grid_configs(TrainConfig(**MICRO), ["vae", "bnvae"], seeds=1, gammas=[0.5])
-    ray.init(address=ray_cluster, log_to_driver=False)
-    try:
+    with ray_connected(ray_cluster):
         table = run_sweep(configs, cache_root=tmp_path / "cache", ray=True)
-    finally:
-        ray.shutdown()
     assert list(table.config_hash) == [c.hash() for c in configs] and set(table.status) == {"ok"}
     for config, run_dir in zip(configs, table.run_dir):
         assert run_dir == str((tmp_path / "cache" / f"{config.model}-{config.hash()}").resolve())

@@ -54,11 +54,14 @@ import itertools
 import json
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 import uuid
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -288,18 +291,28 @@ def worker_environment(cache_root: str) -> dict[str, str]:
     return env
 
 
-def _connect(ray, address: str | None, env: dict) -> bool:
-    """``ray.init`` unless Ray is already initialised (then its settings stay); True if started here.
-
-    Workers' output reaches this process (``log_to_driver``); with an address, this package's
-    code is shipped to the cluster (``py_modules``)."""
+@contextmanager
+def _ray_connection(ray, address: str | None, env: dict):
+    """Connected to Ray inside the block: ``ray.init`` unless Ray is already initialised (then its
+    settings stay, and it stays connected after). Workers' output reaches this process
+    (``log_to_driver``); with an address, this package's code is shipped to the cluster
+    (``py_modules``). ``ray.init`` installs its own SIGTERM handler (exit at once); the one this
+    process had is restored after ``ray.shutdown``, so a Trainer's interrupt handling is intact."""
     if ray.is_initialized():
-        return False
+        yield
+        return
     runtime_env = {"env_vars": env}
     if address:
         runtime_env["py_modules"] = [str(Path(__file__).resolve().parent.parent)]
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main_thread else None
     ray.init(address=address or None, runtime_env=runtime_env, log_to_driver=True, ignore_reinit_error=True)
-    return True
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
 
 
 def _node_text(node: dict) -> str:
@@ -395,8 +408,7 @@ def _run_ray(configs, root: str, address: str | None, cpus_per_trial: float, gpu
     """One Ray task per trial (see the module docstring), after :func:`check_cluster`."""
     ray = require_ray()
     env = worker_environment(root)
-    started_here = _connect(ray, address, env)
-    try:
+    with _ray_connection(ray, address, env):
         shared = [env["BNVAE_DATA"]] + ([trial_kwargs["tensorboard"]] if trial_kwargs.get("tensorboard") else [])
         nodes = check_cluster(ray, cpus_per_trial, gpus_per_trial, root, env, shared, log)
         log(f"[sweep] {len(configs)} trial(s) on {len(nodes)} Ray node(s) that fit one "
@@ -421,9 +433,6 @@ def _run_ray(configs, root: str, address: str | None, cpus_per_trial: float, gpu
                 ray.cancel(ref, force=True)
 
         return _gather(configs, submit, next_done, retries, log, progress, cancel)
-    finally:
-        if started_here:
-            ray.shutdown()
 
 
 # --- the sweep ------------------------------------------------------------------------------------
