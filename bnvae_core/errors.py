@@ -70,6 +70,12 @@ class RayUnavailableError(ConfigError):
     """``--ray`` was asked for but the optional ``ray`` package is not installed."""
 
 
+class ClusterError(BnvaeError, RuntimeError):
+    """A Ray cluster cannot run the sweep as asked: no node has the resources a trial requests
+    (e.g. ``--gpus-per-trial`` on a cluster without GPUs, where Ray would leave the trials pending
+    forever), or a folder the trials write (the cache root) is not visible from every node."""
+
+
 class NonFiniteLossError(BnvaeError, RuntimeError):
     """The loss became NaN or infinite; the message names the step and the last good checkpoint."""
 

@@ -125,6 +125,28 @@ def test_cli_errors_exit_2(tmp_path, capsys):
     assert main(["reproduce", "--dataset", "wordnet", "--iw-samples", "0", "--out", str(tmp_path / "o")]) == 2
 
 
+def test_cli_failed_trials_are_listed_and_exit_1(tmp_path, capsys):
+    """Trials that fail (a corpus with a NUL byte: CorpusError inside each trial) are rows of
+    lm_runs.csv with their error and reproduce.json's 'failed'; one summary line, exit status 1."""
+    bad = write_corpus(tmp_path / "bad", train=b"a b c\n\x00 binary\n", valid="a b c\n", test="a b c\n")
+    out = tmp_path / "out"
+    args = ["reproduce", "--dataset", str(bad), "--methods", "vae", "bnvae", "--smoke", "--epochs", "1",
+            "--iw-samples", "2", "--retries", "1", "--device", "cpu", "--cache", str(tmp_path / "cache"),
+            "--out", str(out), "--no-progress"]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["failed"] == 2
+    summary = [line for line in captured.err.splitlines() if line.startswith("error: ")]
+    assert len(summary) == 1 and summary[0].startswith("error: 2 of 2 trials failed: vae seed=0")
+    assert "attempt 1 of 2 failed: CorpusError" in captured.err
+    runs = pd.read_csv(out / "lm_runs.csv")
+    assert list(runs.status) == ["failed", "failed"] and list(runs.attempts) == [2, 2]
+    assert runs.error.str.startswith("CorpusError: ").all() and runs.nll.isna().all()
+    meta = json.loads((out / "reproduce.json").read_text())
+    assert [f["attempts"] for f in meta["failed"]] == [2, 2] and "lm_table" not in meta["outputs"]
+    assert "every trial failed: no LM table" in meta["notes"]
+
+
 def test_cli_preset_fills_sizes_explicit_flags_win():
     from bnvae_core.cli.args import config_from_args
     from bnvae_core.cli.main import build_parser
@@ -140,15 +162,25 @@ def test_cli_preset_fills_sizes_explicit_flags_win():
 
 
 @pytest.mark.ray
-def test_reproduce_on_local_ray(tmp_path):
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        written = reproduce("wordnet", tmp_path / "out", methods=["vae", "bnvae"], epochs=1, iw_samples=2,
-                            smoke=True, ray=True, cache_root=tmp_path / "cache", label_sizes=[100],
-                            label_seeds=1, device="cpu")
-    finally:
-        ray.shutdown()
+def test_reproduce_on_the_cluster_evaluates_inside_the_trials(ray_cluster, tmp_path, monkeypatch):
+    """reproduce --ray ADDRESS on the two-node test cluster: the trials train, evaluate and classify;
+    the driver only gathers their rows (here it could not evaluate, classify or load a run)."""
+    from bnvae_core.experiments import reproduce as module
+    from bnvae_core.training import run_folder
+
+    def driver_must_not(*args, **kwargs):
+        raise AssertionError("the driver evaluated, classified or loaded a run itself")
+
+    for target, name in ((module, "evaluate_run"), (module, "few_label_accuracy"), (run_folder, "load_run")):
+        monkeypatch.setattr(target, name, driver_must_not)
+    written = reproduce("wordnet", tmp_path / "out", methods=["vae", "bnvae"], epochs=1, iw_samples=2,
+                        smoke=True, ray=ray_cluster, cache_root=tmp_path / "cache", label_sizes=[100],
+                        label_seeds=1, device="cpu")
     runs = pd.read_csv(written["lm_runs"])
-    assert list(runs.method) == ["vae", "bnvae"]
+    assert list(runs.method) == ["vae", "bnvae"] and set(runs.status) == {"ok"}
+    assert runs[["nll", "kl", "mi", "au"]].notna().all().all()
     assert all((tmp_path / "cache").resolve() == type(tmp_path)(d).parent for d in runs.run_dir)
+    cls = pd.read_csv(written["classification_table"])
+    assert set(cls.method) == {"vae", "bnvae", "bow"} and list(cls.method) == ["vae", "bnvae", "bow"]
+    meta = json.loads(written["meta"].read_text())
+    assert meta["failed"] == [] and meta["failure_summary"] is None

@@ -16,27 +16,34 @@ Steps:
    notebooks' cached models. ``smoke=True`` shrinks everything to :data:`~bnvae_core.config.SMOKE_SIZE`.
 2. **Training** through :func:`bnvae_core.experiments.sweep.run_sweep`: every run is a config-hashed
    cache entry (:func:`~bnvae_core.training.cache.cached_run`), trained in this process, in
-   ``workers`` local processes, or as Ray tasks (``ray``). A second call trains nothing.
-3. **Evaluation** (:func:`bnvae_core.experiments.evaluation.evaluate_run`) on the test
-   split (IW-NLL with K = ``iw_samples``, default 500); the result is stored in the run
-   folder, so it too is computed once.
-4. **Classification** where the corpus has labels: :func:`bnvae_core.analysis.classify.few_label_accuracy`
+   ``workers`` local processes, or as Ray tasks (``ray``, on a cluster with
+   ``gpus_per_trial``/``cpus_per_trial``). A second call trains nothing.
+3. **Evaluation**, inside each trial (:func:`reproduce_trial`, the sweep's ``evaluate`` hook),
+   by :func:`bnvae_core.experiments.evaluation.evaluate_run` on the test split (IW-NLL with
+   K = ``iw_samples``, default 500); the result is stored in the run folder, so it too is
+   computed once.
+4. **Classification** where the corpus has labels, inside each trial too
+   (:func:`run_classification`): :func:`bnvae_core.analysis.classify.few_label_accuracy`
    with **the paper's protocol** (mode ``reference``: the authors' fine-tuning of encoder + linear
    layer, selected on the labelled validation split) for every label size that fits the
    labelled pool, ``label_seeds`` training seeds per trained model on one labelled set, plus the
-   bag-of-words baseline. Where the dataset's directory holds a few-label file ``train.<n>.txt``
-   (the paper's short Yelp files, as the hub stores them; or your own corpus's) that file *is*
-   the labelled set; otherwise it is drawn from train with seed 0. WordNet is
+   bag-of-words baseline (in the first trial with an encoder). Where the dataset's directory
+   holds a few-label file ``train.<n>.txt`` (the paper's short Yelp files, as the hub stores them;
+   or your own corpus's) that file *is* the labelled set, otherwise it is drawn from train with
+   seed 0; the few-label corpus directory built from a file lies in the run folder
+   (``label_files/``). WordNet is
    labelled by lexicographer file (``classes``, default the 10 most frequent).
-5. **Outputs** in ``out``: ``lm_runs.csv`` (one row per run), ``lm_table.csv`` and
-   ``lm_table.md`` (mean ± std over seeds), ``classification_runs.csv``,
-   ``classification_table.csv``/``.md`` (accuracy %, mean ± std), ``figures/*.png|svg``, and
-   ``reproduce.json`` (what was run, notes such as label sizes left out), ``label_files/``
-   (the few-label corpus directories built from ``train.<n>.txt`` files)
+5. **Outputs** in ``out``, from the rows the trials send back (the driver loads no model):
+   ``lm_runs.csv`` (one row per run, with ``status``/``error``/``attempts``: a trial that
+   failed after its retries is listed, not tabulated), ``lm_table.csv`` and ``lm_table.md``
+   (mean ± std over seeds), ``classification_runs.csv``, ``classification_table.csv``/``.md``
+   (accuracy %, mean ± std), ``figures/*.png|svg``, and ``reproduce.json`` (what was run, notes
+   such as label sizes left out, the failed trials)
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -50,13 +57,13 @@ from ..analysis.classify import PAPER_LABEL_SIZES, few_label_accuracy, labelled_
 from ..config import SMOKE_SIZE, TrainConfig
 from ..data.corpus import BUILTIN_CORPORA
 from ..data.hub import PRESETS, REGISTRY, resolve_data
-from ..errors import ConfigError
-from ..io import atomic_write_text
-from ..methods import method_label
-from ..training.cache import cached_run
+from ..errors import ConfigError, RunError
+from ..io import atomic_write_text, read_jsonl
+from ..methods import method_class, method_label
 from ..viz.plots import palette, save_figure, training_curves
 from .evaluation import evaluate_run
 from .grid import grid_configs
+from .sweep import DEFAULT_RETRIES, failure_summary, run_sweep, trial_label
 
 #: the methods of the paper's LM tables that this library implements, in the paper's row order
 #: (LSTM-LM, VAE, β-VAE, cyclic annealing, free bits, lagging/aggressive, FB with pretraining, δ-VAE, vMF, BN-VAE)
@@ -169,17 +176,18 @@ def _label_file_corpus(dataset: str, n: int, work: Path) -> tuple[str, str] | No
     return str(target), f"label file {src}"
 
 
-def classification_results(runs: Sequence, dataset: str, label_sizes: Sequence[int], label_seeds: int,
-                           classes: str, work: Path, progress: bool = False) -> tuple[pd.DataFrame, list[str]]:
-    """Few-label accuracy of every run with an encoder (the paper's protocol, mode ``reference``) and the
-    BoW baseline.
+def run_classification(run, dataset: str, label_sizes: Sequence[int], label_seeds: int, classes: str,
+                       work: Path, *, bow: bool = False, progress: bool = False) -> tuple[list[dict], list[str]]:
+    """Few-label accuracy of one trained run (the paper's protocol, mode ``reference``) for every label
+    size, and with ``bow`` the bag-of-words baseline on the same labels; ``([], [])`` for a run without an encoder.
 
-    Returns (one row per run × label size × label seed, notes about sizes left out)."""
+    Runs inside the run's trial (see :func:`reproduce_trial`). Returns (one row per label size ×
+    label seed, notes about sizes left out). ``work``: where the few-label corpus directories
+    built from ``train.<n>.txt`` files go (the trial uses its run folder, which every node sees)."""
+    if getattr(run.model, "encoder", None) is None:
+        return [], []
     notes, tables = [], []
-    with_encoder = [r for r in runs if getattr(r.model, "encoder", None) is not None]
-    if not with_encoder:
-        return pd.DataFrame(), ["no run with an encoder: no classification table"]
-    labelled = labelled_data(with_encoder[0], classes=classes)
+    labelled = labelled_data(run, classes=classes)
     for n in label_sizes:
         label_file = _label_file_corpus(dataset, n, work)
         if label_file is None and n > len(labelled.pool):
@@ -189,15 +197,34 @@ def classification_results(runs: Sequence, dataset: str, label_sizes: Sequence[i
             kwargs, source = dict(data=label_file[0], seeds=label_seeds), label_file[1]
         else:
             kwargs, source = dict(labelled=labelled, seeds=label_seeds), "drawn from train (seed 0)"
-        for run in with_encoder:
-            t = few_label_accuracy(run, n, mode="reference", classes=classes, cache=True, progress=progress,
-                                   **kwargs)
-            t["train_seed"], t["label_source"] = run.config.seed, source
-            tables.append(t)
-        t = few_label_accuracy(with_encoder[0], n, mode="bow", classes=classes, cache=True, **kwargs)
-        t["train_seed"], t["label_source"] = -1, source
+        t = few_label_accuracy(run, n, mode="reference", classes=classes, cache=True, progress=progress,
+                               **kwargs)
+        t["train_seed"], t["label_source"] = run.config.seed, source
         tables.append(t)
-    return (pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()), notes
+        if bow:
+            t = few_label_accuracy(run, n, mode="bow", classes=classes, cache=True, **kwargs)
+            t["train_seed"], t["label_source"] = -1, source
+            tables.append(t)
+    rows = pd.concat(tables, ignore_index=True).to_dict("records") if tables else []
+    return rows, notes
+
+
+def reproduce_trial(run, *, dataset: str, iw_samples: int, classify: dict | None = None,
+                    bow_hash: str | None = None) -> dict:
+    """``reproduce``'s ``evaluate`` hook, run inside each trial (on whichever node trained it): the
+    test-set evaluation (:func:`~bnvae_core.experiments.evaluation.evaluate_run`: IW-NLL with K =
+    ``iw_samples``, PPL, KL, MI, AU), whether the corpus has labels, and — with ``classify``
+    (:func:`run_classification`'s ``label_sizes``, ``label_seeds``, ``classes``) on a labelled
+    corpus — the classification rows (the BoW baseline in the trial whose config hash is
+    ``bow_hash``). The driver only gathers these columns."""
+    result = evaluate_run(run, iw_samples=iw_samples)
+    columns = {k: result[k] for k in ("nll", "ppl", "kl", "mi", "au", "elbo", "rec", "n_sentences")}
+    columns["labelled"] = bool((run.corpus.train.labels >= 0).any())
+    if classify is not None and columns["labelled"]:
+        rows, notes = run_classification(run, dataset, work=Path(run.path) / "label_files",
+                                         bow=run.config.hash() == bow_hash, **classify)
+        columns.update(classification=rows, classification_notes=notes)
+    return columns
 
 
 def classification_table(results: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
@@ -282,70 +309,122 @@ def classification_figure(table: pd.DataFrame, dataset: str):
     return fig
 
 
-def reproduce(dataset: str, out: str | Path, *, methods: Sequence[str] = DEFAULT_METHODS, seeds: int = 1,
-              epochs: int | None = None, iw_samples: int = 500, smoke: bool = False, workers: int = 1,
-              ray: bool | str = False, cache_root: str | Path | None = None, label_sizes: Sequence[int] = LABEL_SIZES,
-              label_seeds: int = 5, classes: str = "top10", classify: bool = True, progress: bool = False,
-              **overrides) -> dict:
-    """Train, evaluate and tabulate (see the module docstring); return ``{name: path}`` of the outputs."""
-    from .sweep import run_sweep
+def _lm_outputs(table: pd.DataFrame, configs: Sequence[TrainConfig], dataset: str, iw_samples: int,
+                out: Path) -> tuple[dict, list[str]]:
+    """``lm_runs.csv`` (every trial, failed ones with their error), the LM table and figures of the
+    trials that succeeded, and the training curves of their seed-0 runs (read from the run folders)."""
+    rows = []
+    for config, (_, r) in zip(configs, table.iterrows()):
+        ok = r["status"] == "ok"
+        rows.append({"method": config.model, "label": method_label(config), "seed": config.seed,
+                     "run": run_length_note(config, dataset), "status": r["status"], "error": r["error"],
+                     "attempts": r["attempts"],
+                     **{k: r[k] if ok else math.nan for k in ("nll", "ppl", "kl", "mi", "au", "elbo", "rec")},
+                     "n_sentences": r["n_sentences"] if ok else math.nan, "iw_samples": iw_samples,
+                     "config_hash": config.hash(), "run_dir": r["run_dir"]})
+    lm_runs = pd.DataFrame(rows)
+    written, notes = {"lm_runs": out / "lm_runs.csv"}, []
+    atomic_write_text(written["lm_runs"], lm_runs.to_csv(index=False))
+    done = lm_runs[lm_runs.status == "ok"]
+    if done.empty:
+        return written, ["every trial failed: no LM table"]
+    lm = lm_table(done)
+    written.update(lm_table=out / "lm_table.csv", lm_table_md=out / "lm_table.md")
+    atomic_write_text(written["lm_table"], lm.to_csv(index=False))
+    atomic_write_text(written["lm_table_md"], lm_markdown(lm, dataset, iw_samples))
+    written["lm_figure"] = save_figure(lm_figure(done, dataset), out / "figures", "lm_metrics")[0]
+    curves = {}
+    for _, r in done[done.seed == 0].iterrows():
+        try:
+            curves[r["label"]] = pd.DataFrame(read_jsonl(Path(r["run_dir"]) / "metrics.jsonl"))
+        except RunError as err:
+            notes.append(f"no training curve for {r['label']}: {err}")
+    if any(not h.empty for h in curves.values()):
+        curves = {k: h for k, h in curves.items() if not h.empty}
+        written["curves_figure"] = save_figure(training_curves(curves), out / "figures", "training_curves")[0]
+    return written, notes
+
+
+def _classification_outputs(table: pd.DataFrame, configs: Sequence[TrainConfig], dataset: str, classes: str,
+                            out: Path) -> tuple[dict, list[str]]:
+    """The classification table and figure from the rows the trials sent back (the models' rows in
+    ``configs`` order, then the BoW baseline's)."""
+    done = table[table.status == "ok"]
+    if done.empty:                  # every trial failed: reproduce.json lists them
+        return {}, []
+    if "labelled" not in done or not done["labelled"].astype(bool).any():
+        return {}, [f"{dataset}: the training split has no labels, so no classification table"]
+    rows, notes = [], []
+    for _, r in done.iterrows():
+        if isinstance(r.get("classification"), list):
+            rows += r["classification"]
+            notes = notes or list(r["classification_notes"])
+    results = pd.DataFrame(rows)
+    if results.empty:
+        return {}, notes + ["no run with an encoder: no classification table"]
+    results = pd.concat([results[results.model != "bow"], results[results.model == "bow"]], ignore_index=True)
+    if not (results.model == "bow").any():
+        notes.append("no BoW baseline: the trial that computes it failed")
+    ctable = classification_table(results, {c.model: method_label(c) for c in configs})
+    written = {"classification_runs": out / "classification_runs.csv",
+               "classification_table": out / "classification_table.csv",
+               "classification_table_md": out / "classification_table.md"}
+    atomic_write_text(written["classification_runs"], results.to_csv(index=False))
+    atomic_write_text(written["classification_table"], ctable.to_csv(index=False))
+    atomic_write_text(written["classification_table_md"], classification_markdown(ctable, dataset, classes))
+    written["classification_figure"] = save_figure(classification_figure(ctable, dataset), out / "figures",
+                                                   "classification")[0]
+    return written, notes
+
+
+def _check_reproduce_options(iw_samples: int, label_seeds: int, label_sizes: Sequence[int], out: Path) -> None:
     if iw_samples < 1:
         raise ConfigError(f"iw_samples must be >= 1, got {iw_samples}")
     if label_seeds < 1:
         raise ConfigError(f"label_seeds must be >= 1, got {label_seeds}")
     if any(n < 1 for n in label_sizes):
         raise ConfigError(f"label sizes must be >= 1, got {list(label_sizes)}")
-    out = Path(out)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a directory")
+
+
+def reproduce(dataset: str, out: str | Path, *, methods: Sequence[str] = DEFAULT_METHODS, seeds: int = 1,
+              epochs: int | None = None, iw_samples: int = 500, smoke: bool = False, workers: int = 1,
+              ray: bool | str = False, cache_root: str | Path | None = None, label_sizes: Sequence[int] = LABEL_SIZES,
+              label_seeds: int = 5, classes: str = "top10", classify: bool = True, progress: bool = False,
+              cpus_per_trial: float = 1, gpus_per_trial: float = 0, retries: int = DEFAULT_RETRIES,
+              tensorboard: str | Path | None = None, log=None, **overrides) -> dict:
+    """Train, evaluate and tabulate (see the module docstring); return ``{name: path}`` of the outputs.
+
+    Training, evaluation and classification run in the sweep's trials (:func:`reproduce_trial`;
+    ``workers``, ``ray``, ``cpus_per_trial``, ``gpus_per_trial``, ``retries``, ``tensorboard``,
+    ``log``: see :func:`~bnvae_core.experiments.sweep.run_sweep`); this function only gathers their
+    rows. A trial that still fails after its retries is a row of ``lm_runs.csv`` with its error;
+    the tables are made from the others, and ``reproduce.json`` lists it under ``failed`` (with
+    ``failure_summary``, the one line the command line prints before exiting with status 1)."""
+    out = Path(out)
+    _check_reproduce_options(iw_samples, label_seeds, label_sizes, out)
     configs = reproduce_configs(dataset, methods, seeds, epochs=epochs, smoke=smoke, **overrides)
     out.mkdir(parents=True, exist_ok=True)
-    figures = out / "figures"
-    run_sweep(configs, cache_root=cache_root, workers=workers, ray=ray, progress=progress)
-    runs = [cached_run(c, root=cache_root, progress=False) for c in configs]   # cache hits
-
-    rows = []
-    for config, run in zip(configs, runs):
-        result = evaluate_run(run, iw_samples=iw_samples, progress=progress)
-        rows.append({"method": config.model, "label": method_label(config), "seed": config.seed,
-                     "run": run_length_note(config, dataset),
-                     **{k: result[k] for k in ("nll", "ppl", "kl", "mi", "au", "elbo", "rec")},
-                     "n_sentences": result["n_sentences"], "iw_samples": iw_samples,
-                     "config_hash": config.hash(), "run_dir": str(run.path)})
-    lm_runs = pd.DataFrame(rows)
-    table = lm_table(lm_runs)
-    written = {"lm_runs": out / "lm_runs.csv", "lm_table": out / "lm_table.csv", "lm_table_md": out / "lm_table.md"}
-    atomic_write_text(written["lm_runs"], lm_runs.to_csv(index=False))
-    atomic_write_text(written["lm_table"], table.to_csv(index=False))
-    atomic_write_text(written["lm_table_md"], lm_markdown(table, dataset, iw_samples))
-    fig = lm_figure(lm_runs, dataset)
-    written["lm_figure"] = save_figure(fig, figures, "lm_metrics")[0]
-    seed0 = {method_label(c): r.history for c, r in zip(configs, runs) if c.seed == 0 and r.history_rows}
-    if seed0:
-        written["curves_figure"] = save_figure(training_curves(seed0), figures, "training_curves")[0]
-
-    notes: list[str] = []
-    labelled = any(int((r.corpus.train.labels >= 0).sum()) > 0 for r in runs)
-    if classify and labelled:
-        results, notes = classification_results(runs, dataset, label_sizes, label_seeds, classes,
-                                                out / "label_files", progress)
-        if not results.empty:
-            labels = {c.model: method_label(c) for c in configs}
-            ctable = classification_table(results, labels)
-            written.update(classification_runs=out / "classification_runs.csv",
-                           classification_table=out / "classification_table.csv",
-                           classification_table_md=out / "classification_table.md")
-            atomic_write_text(written["classification_runs"], results.to_csv(index=False))
-            atomic_write_text(written["classification_table"], ctable.to_csv(index=False))
-            atomic_write_text(written["classification_table_md"], classification_markdown(ctable, dataset, classes))
-            written["classification_figure"] = save_figure(classification_figure(ctable, dataset), figures,
-                                                           "classification")[0]
-    elif classify:
-        notes.append(f"{dataset}: the training split has no labels, so no classification table")
+    spec = (dict(label_sizes=[int(n) for n in label_sizes], label_seeds=label_seeds, classes=classes)
+            if classify else None)
+    bow_hash = next((c.hash() for c in configs if method_class(c.model).posterior != "none"), None)
+    hook = functools.partial(reproduce_trial, dataset=dataset, iw_samples=iw_samples, classify=spec, bow_hash=bow_hash)
+    table = run_sweep(configs, cache_root=cache_root, workers=workers, ray=ray, cpus_per_trial=cpus_per_trial,
+                      gpus_per_trial=gpus_per_trial, retries=retries, evaluate=hook, tensorboard=tensorboard,
+                      progress=progress, log=log)
+    written, notes = _lm_outputs(table, configs, dataset, iw_samples, out)
+    if classify:
+        more, cnotes = _classification_outputs(table, configs, dataset, classes, out)
+        written.update(more)
+        notes += cnotes
+    failed = [{"trial": trial_label(c), "config_hash": c.hash(), "error": r["error"], "attempts": int(r["attempts"])}
+              for c, (_, r) in zip(configs, table.iterrows()) if r["status"] != "ok"]
+    notes += [f"{f['trial']} failed after {f['attempts']} attempt(s): {f['error']}" for f in failed]
     meta = {"dataset": dataset, "methods": list(methods), "seeds": seeds, "smoke": smoke, "iw_samples": iw_samples,
             "epochs": configs[0].epochs, "emb_dim": configs[0].emb_dim, "hidden_dim": configs[0].hidden_dim,
-            "configs": [c.to_dict() for c in configs], "notes": notes,
-            "outputs": {k: str(v) for k, v in written.items()}}
+            "configs": [c.to_dict() for c in configs], "notes": notes, "failed": failed,
+            "failure_summary": failure_summary(table), "outputs": {k: str(v) for k, v in written.items()}}
     written["meta"] = out / "reproduce.json"
     atomic_write_text(written["meta"], json.dumps(meta, indent=1) + "\n")
     return written

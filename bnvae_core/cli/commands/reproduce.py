@@ -1,15 +1,20 @@
-"""``reproduce``: train the paper's methods on a dataset and write its language-modelling and classification tables."""
+"""``reproduce``: train the paper's methods on a dataset and write its language-modelling and classification tables.
+
+Exit status as ``sweep``'s: 0 all trials done; 1 some failed after their retries (one line
+``error: N of M trials failed: …`` on stderr; the tables hold the others, ``lm_runs.csv`` every
+trial with its status); 2 an error before any trial ran.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ...config import smoke_requested
 from ...experiments.reproduce import DEFAULT_METHODS, LABEL_SIZES, reproduce
-from ...experiments.sweep import require_ray
-from .sweep import add_executor_arguments
+from .sweep import add_executor_arguments, executor_options
 
 HELP = "train the paper's methods on a dataset, write its LM and classification tables"
 
@@ -36,21 +41,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-classify", action="store_true", help="skip the classification table")
     add_executor_arguments(p)
     p.add_argument("--out", required=True, help="folder for the tables and figures")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar and no per-epoch lines")
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.ray:
-        require_ray()
+    options = executor_options(args)
     overrides = {k: v for k, v in (("gamma", args.gamma), ("nz", args.nz)) if v is not None}
     smoke = smoke_requested() if args.smoke is None else args.smoke
     written = reproduce(args.dataset, args.out, methods=args.methods, seeds=args.seeds, epochs=args.epochs,
-                        iw_samples=args.iw_samples, smoke=smoke, workers=args.workers, ray=args.ray,
-                        cache_root=args.cache, label_sizes=args.label_sizes, label_seeds=args.label_seeds,
-                        classes=args.classes, classify=not args.no_classify, progress=not args.no_progress,
-                        device=args.device, **overrides)
+                        iw_samples=args.iw_samples, smoke=smoke, label_sizes=args.label_sizes,
+                        label_seeds=args.label_seeds, classes=args.classes, classify=not args.no_classify,
+                        device=args.device, **options, **overrides)
     meta = json.loads(Path(written["meta"]).read_text())
-    print(json.dumps({"out": str(args.out), "outputs": meta["outputs"], "notes": meta["notes"]}))
+    print(json.dumps({"out": str(args.out), "outputs": meta["outputs"], "notes": meta["notes"],
+                      "failed": len(meta["failed"])}))
+    if meta["failure_summary"]:
+        print(f"error: {meta['failure_summary']} (see {written['lm_runs']}: status, error)", file=sys.stderr)
+        return 1
     return 0
 
 
