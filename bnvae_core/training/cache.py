@@ -32,8 +32,9 @@ def cached_run(config: TrainConfig, *, root: str | Path | None = None, progress:
 
     The entry is ``root/<model>-<config hash>``. ``callbacks`` (:class:`~bnvae_core.training.loop.Callback`)
     watch the training when there is one; a cache hit trains nothing, so they are not called.
-    It is trained in a temporary folder and renamed into place, so two processes never leave a half-written entry. An entry whose files are
-    corrupt or whose config does not hash to its name is discarded and retrained."""
+    It is trained in a temporary folder and renamed into place, so two processes never leave a
+    half-written entry. An entry whose files are corrupt or whose config does not hash to its name
+    is discarded and retrained."""
     root = Path(root) if root is not None else cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     entry = root / f"{config.model}-{config.hash()}"
