@@ -108,7 +108,7 @@ def test_cli_exit_status_counts_the_failed_trials(tmp_path, capsys):
 
 def test_tensorboard_events_beside_metrics(tmp_path):
     """--tensorboard: the Trainer's callback writes step and epoch scalars; a cache hit writes its
-    history once into a new folder."""
+    history (epoch rows and the step rows of metrics.jsonl, at x = optimizer step) into a new folder."""
     pytest.importorskip("tensorboard", reason="the tensorboard package (test extra) is not installed")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     configs = grid_configs(TrainConfig(**{**MICRO, "batch_size": 16}), ["bnvae"], seeds=1, gammas=[0.5])
@@ -121,7 +121,9 @@ def test_tensorboard_events_beside_metrics(tmp_path):
         events.Reload()
         tags = set(events.Tags()["scalars"])
         assert {"train/loss", "train/kl", "valid/loss", "valid/au"} <= tags
-        assert ("step/loss" in tags) == step_tags and ("step/kl_weight" in tags) == step_tags
+        assert ("step/loss" in tags) == step_tags            # the live callback's batch loss
+        assert "step/kl_weight" in tags and "step/kl" in tags
+        assert all(e.step >= 1 for e in events.Scalars("step/kl"))
         assert [e.step for e in events.Scalars("valid/loss")] == [1]
 
 

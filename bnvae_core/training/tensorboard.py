@@ -5,7 +5,8 @@ standard Trainer and writes, through :mod:`torch.utils.tensorboard`, the trainin
 reconstruction and KL terms and the KL weight every ``every`` optimizer steps (tags ``step/…``,
 x = optimizer step) and every numeric column of the epoch's train and valid rows of
 ``metrics.jsonl`` (tags ``train/…`` and ``valid/…``, x = epoch). :func:`write_history` writes
-the same epoch scalars from a finished run's history, for a run that was trained before (a
+the same epoch scalars, and the ``step/…`` rows ``metrics.jsonl`` kept every ``log_every``
+steps, from a finished run's history, for a run that was trained before (a
 cache hit trains nothing, so no callback sees it).
 
 ``torch.utils.tensorboard`` needs the optional ``tensorboard`` package (the ``tensorboard`` and
@@ -46,16 +47,18 @@ def open_writer(log_dir: str | Path):
 
 
 def _write_rows(writer, rows: Iterable[dict]) -> None:
-    """Every finite number of each metrics.jsonl row as ``<split>/<column>`` at x = its epoch."""
+    """Every finite number of each metrics.jsonl row as ``<split>/<column>`` at x = its epoch
+    (x = the optimizer step for the ``split: 'step'`` rows)."""
     for row in rows:
-        split, epoch = row.get("split"), row.get("epoch")
-        if split is None or epoch is None:
+        split = row.get("split")
+        x = row.get("step") if split == "step" else row.get("epoch")
+        if split is None or x is None:
             continue
         for key, value in row.items():
             if key in _NOT_SCALARS or isinstance(value, bool) or not isinstance(value, (int, float)):
                 continue
             if math.isfinite(value):
-                writer.add_scalar(f"{split}/{key}", value, int(epoch))
+                writer.add_scalar(f"{split}/{key}", value, int(x))
 
 
 def write_history(log_dir: str | Path, rows: Iterable[dict]) -> None:
