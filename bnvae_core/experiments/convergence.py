@@ -10,8 +10,8 @@ importance-weighted NLL of a fixed, seeded subset of the validation split after 
 (the weights as they are then, not the best ones); :func:`overtake_epochs` reads off the
 first epoch from which a method's NLL stays below every other method's.
 
-Each curve is cached as CSV under ``cache_dir()/convergence`` (config hash + measurement
-settings), so a second call reads it.
+Each curve is cached as CSV under ``cache_dir()/convergence`` (the cache entry name — config
+hash and data digest — plus the measurement settings), so a second call reads it.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from ..config import TrainConfig
 from ..io import atomic_write_text
 from ..methods import method_label
 from ..metrics.text import iw_nll, perplexity
-from ..training.cache import cache_dir
+from ..training.cache import cache_dir, entry_name
 from ..training.loop import Callback, Trainer
 
 
@@ -55,7 +55,7 @@ def nll_curve(config: TrainConfig, *, sentences: int = 500, k: int = 20, root: s
     """One config's :class:`EpochNLL` rows (columns ``epoch, nll, ppl, kl_valid, kl_train, lr, step,
     time_s`` plus ``method``, ``model``, ``seed``), trained in memory, cached as CSV."""
     root = Path(root) if root is not None else cache_dir() / "convergence"
-    path = root / f"{config.model}-{config.hash()}-n{sentences}-k{k}.csv"
+    path = root / f"{entry_name(config)}-n{sentences}-k{k}.csv"
     if use_cache and path.exists():
         return pd.read_csv(path)
     trainer = Trainer(config)

@@ -76,9 +76,25 @@ def _run_local(configs: Sequence[TrainConfig], root: str, workers: int, progress
     rows = []
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(train_trial, c.to_dict(), root, threads) for c in configs]
-        for future in _progress(as_completed(futures), len(futures), progress):
-            rows.append(future.result())
+        try:
+            for future in _progress(as_completed(futures), len(futures), progress):
+                rows.append(future.result())
+        except KeyboardInterrupt:      # Ctrl-C or SIGTERM to this process: stop the workers too
+            _stop_workers(pool)
+            raise
     return rows
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel the trials not started and SIGTERM the running ones (each stops as on Ctrl-C: its
+    temporary folder is removed, the finished entries stay in the cache)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=30)
 
 
 def require_ray():

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
+from ...errors import CommandInterrupted
 from ...experiments.grid import grid_configs
 from ...experiments.sweep import require_ray, run_sweep
+from ...io import OutputFolder, json_dumps
 from ..args import add_config_arguments, config_from_args
+from .compare import interrupted_message
 
 HELP = "train a grid of methods × γ × seeds in parallel (local processes or Ray)"
 
@@ -38,9 +40,15 @@ def run(args: argparse.Namespace) -> int:
     if args.ray:
         require_ray()                 # a clear error before any work
     configs = grid_configs(config_from_args(args), args.methods, args.seeds, args.gammas)
-    table = run_sweep(configs, cache_root=args.cache, workers=args.workers, ray=args.ray,
-                      cpus_per_trial=args.cpus_per_trial, progress=not args.no_progress, out=args.out)
-    print(json.dumps({"out": str(Path(args.out) / "sweep.csv"), "trials": len(table),
+    folder = OutputFolder(args.out, "sweep output folder")       # checked before any trial
+    try:
+        with folder:
+            table = run_sweep(configs, cache_root=args.cache, workers=args.workers, ray=args.ray,
+                              cpus_per_trial=args.cpus_per_trial, progress=not args.no_progress, out=args.out)
+    except KeyboardInterrupt:
+        raise CommandInterrupted(interrupted_message(configs, args.cache, Path(args.out)).replace(
+            " runs are ", " trials are ")) from None
+    print(json_dumps({"out": str(Path(args.out) / "sweep.csv"), "trials": len(table),
                       "run_dirs": table["run_dir"].tolist()}))
     return 0
 
