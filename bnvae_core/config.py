@@ -25,6 +25,7 @@ import json
 import math
 import numbers
 import os
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -39,6 +40,13 @@ from .io import atomic_write_text
 TRAINING_MATH_VERSION = 3
 
 GROUPS = ("method", "method settings", "data", "sizes", "optimisation", "run")
+
+#: the device names a config may hold (whether the device exists here is
+#: :func:`bnvae_core.devices.resolve_device`'s question)
+DEVICE_NAMES = re.compile(r"auto|cpu|mps|cuda(:[0-9]+)?")
+#: the largest network size a config accepts (the paper's largest is 1024; this keeps an absurd
+#: size from reaching the allocator as a 44-line overflow traceback)
+MAX_SIZE = 1 << 16
 
 
 def setting(default, help: str, group: str, *, methods: tuple[str, ...] = (), choices: tuple = (),
@@ -117,9 +125,9 @@ class TrainConfig:
     max_vocab: int | None = setting(None, _DATA_OWN.format("at most this many words, specials included"), "data",
                                     minimum=0)
     # --- sizes ----------------------------------------------------------------------------
-    emb_dim: int = setting(128, "word embedding size (encoder and decoder)", "sizes", minimum=1)
-    hidden_dim: int = setting(256, "LSTM hidden size (encoder and decoder)", "sizes", minimum=1)
-    nz: int = setting(32, "latent dimensions n", "sizes", minimum=1)
+    emb_dim: int = setting(128, "word embedding size (encoder and decoder)", "sizes", minimum=1, maximum=MAX_SIZE)
+    hidden_dim: int = setting(256, "LSTM hidden size (encoder and decoder)", "sizes", minimum=1, maximum=MAX_SIZE)
+    nz: int = setting(32, "latent dimensions n", "sizes", minimum=1, maximum=MAX_SIZE)
     dropout_in: float = setting(0.5, "dropout on the decoder's input embeddings", "sizes", minimum=0, below=1)
     dropout_out: float = setting(0.5, "dropout on the decoder's LSTM outputs", "sizes", minimum=0, below=1)
     # --- optimisation (paper's reference settings) -----------------------------------------
@@ -172,6 +180,8 @@ class TrainConfig:
             raise ConfigError("; ".join(problems))
         for f in fields(self):
             problems += _range_problems(f, getattr(self, f.name))
+        if not DEVICE_NAMES.fullmatch(self.device):
+            problems.append(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.device!r}")
         if problems:
             raise ConfigError("; ".join(problems))
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from .config import DEVICE_NAMES
 from .errors import ConfigError
 
 PRECISIONS = ("fp32", "bf16")
@@ -133,9 +134,35 @@ def autocast_context(config, device: torch.device | str):
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """'auto' → CUDA when available, else CPU."""
+    """'auto' → CUDA when available, else CPU; any other name must exist on this machine
+    (:class:`ConfigError` in one line otherwise: an unknown name, no CUDA, no such GPU, no MPS)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} requested but CUDA is not available")
+    if not isinstance(name, str) or not DEVICE_NAMES.fullmatch(name):
+        raise ConfigError(f"unknown device {name!r} (use auto, cpu, cuda, cuda:N or mps)")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {name!r} requested but CUDA is not available")
+        count = torch.cuda.device_count()
+        if ":" in name and int(name.split(":")[1]) >= count:
+            raise ConfigError(f"device {name!r} requested but this machine has {count} CUDA device(s) "
+                              f"(cuda:0 to cuda:{count - 1})")
+    if name == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ConfigError("device 'mps' requested but MPS (an Apple GPU) is not available here")
     return torch.device(name)
+
+
+@contextlib.contextmanager
+def allocation_errors(what: str):
+    """Turn the allocator's refusal while building ``what`` (out of memory, a size that overflows)
+    into one :class:`ConfigError` line instead of a traceback with C++ frames."""
+    try:
+        yield
+    except (RuntimeError, MemoryError, OverflowError, TypeError) as err:
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if isinstance(err, (MemoryError, OverflowError)) or any(
+                key in text for key in ("allocate", "out of memory", "Overflow", "overflow")):
+            raise ConfigError(f"{what}: does not fit in memory ({text[:200]}); choose smaller sizes") from None
+        raise

@@ -82,3 +82,26 @@ class NonFiniteLossError(BnvaeError, RuntimeError):
 
 class RunError(BnvaeError, RuntimeError):
     """A run folder is missing, incomplete, corrupt, or does not match the requested config."""
+
+
+class FolderInUseError(RunError):
+    """Another process holds the folder (a training, a resume, a ``compare`` writing its outputs)."""
+
+
+class StorageError(BnvaeError, OSError):
+    """The operating system refused a read or write (no space left, read-only, permission, a path
+    that cannot exist). The message names the path and the cause in words; also an :class:`OSError`
+    (``errno`` set), so code that tolerates an unwritable cache keeps doing so."""
+
+    def __init__(self, message: str, errno: int | None = None):
+        super().__init__(message)
+        self.errno = errno
+
+
+class BnvaeWarning(UserWarning):
+    """Something the user should know that does not stop the work (the command line prints it as
+    one line ``warning: ...``)."""
+
+
+class CommandInterrupted(KeyboardInterrupt):
+    """Ctrl-C / SIGTERM, with the one line the command line prints: what was kept, what to run next."""

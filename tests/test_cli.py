@@ -171,7 +171,7 @@ def test_bad_corpus_in_a_real_process_has_no_traceback(tmp_path):
     (["--gamma", "-0.5"], "gamma must be >= 0"),
     (["--gamma", "0"], "gamma = 0 for bnvae"),
     (["--gamma", "nan"], "gamma must be a finite number"),
-    (["--nz", "0"], "nz must be >= 1"),
+    (["--nz", "0"], "nz must be in [1, 65536], got 0"),
     (["--batch-size", "1"], "batch_size 1 cannot be batch-normalized"),
     (["--model", "nope"], "unknown model 'nope'"),
     (["--epochs", "-1"], "epochs must be >= 1"),

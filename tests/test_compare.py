@@ -25,6 +25,7 @@ from bnvae_core.experiments.compare import (  # noqa: E402
 )
 from bnvae_core.experiments.grid import grid_configs
 from bnvae_core.io import read_jsonl as read_metrics  # noqa: E402
+from bnvae_core.training.cache import entry_name  # noqa: E402
 
 #: seconds per run: 200 glosses, 1 epoch, emb 16, hidden 32
 MICRO = dict(data="wordnet", max_train=200, max_eval=40, max_tokens=15, max_vocab=500, emb_dim=16,
@@ -90,7 +91,7 @@ def test_second_call_is_cached(grid, tmp_path):
                     iw_samples=5, root=root)
     pd.testing.assert_frame_equal(again, results, check_like=False)
     assert again.attrs["wall_s"] < max(results.attrs["wall_s"], 5.0)
-    entry = root / f"lm-{TrainConfig(model='lm', **MICRO).hash()}"
+    entry = root / entry_name(TrainConfig(model='lm', **MICRO))
     assert any(p.name.startswith("test-K5-") for p in (entry / "eval").iterdir())   # one evaluation cache
 
 
@@ -171,4 +172,4 @@ def test_cli_out_that_is_a_file(tmp_path, capsys):
     (tmp_path / "o").write_text("x")
     code = cli.main(["compare", "--out", str(tmp_path / "o"), "--models", "lm", *MICRO_FLAGS])
     assert code == 2
-    assert "not a directory" in capsys.readouterr().err
+    assert "exists and is not a folder" in capsys.readouterr().err

@@ -13,6 +13,7 @@ from bnvae_core.config import TrainConfig
 from bnvae_core.errors import ConfigError
 from bnvae_core.experiments.grid import grid_configs
 from bnvae_core.experiments.sweep import run_sweep
+from bnvae_core.training.cache import entry_name
 
 #: seconds per trial: 200 glosses, one epoch of a 16-unit LSTM
 MICRO = dict(data="wordnet", max_train=200, max_eval=50, max_tokens=15, emb_dim=16, hidden_dim=16, nz=4,
@@ -55,8 +56,8 @@ def test_local_processes_write_the_cache_entries(tmp_path, capsys):
     assert list(table.config_hash) == [c.hash() for c in configs]
     assert len(set(table.pid)) >= 1
     for config, run_dir in zip(configs, table.run_dir):
-        assert run_dir.endswith(f"{config.model}-{config.hash()}")
-        assert (tmp_path / "cache" / f"{config.model}-{config.hash()}" / "summary.json").is_file()
+        assert run_dir.endswith(entry_name(config)) and f"{config.model}-{config.hash()}-" in run_dir
+        assert (tmp_path / "cache" / entry_name(config) / "summary.json").is_file()
     assert (tmp_path / "out" / "sweep.csv").is_file()
     saved = json.loads((tmp_path / "out" / "sweep.json").read_text())
     assert [TrainConfig.from_dict(d).hash() for d in saved] == [c.hash() for c in configs + [bad]]
@@ -136,8 +137,8 @@ def test_ray_tasks_write_the_same_run_folders(ray_cluster, tmp_path):
         table = run_sweep(configs, cache_root=tmp_path / "cache", ray=True)
     assert list(table.config_hash) == [c.hash() for c in configs] and set(table.status) == {"ok"}
     for config, run_dir in zip(configs, table.run_dir):
-        assert run_dir == str((tmp_path / "cache" / f"{config.model}-{config.hash()}").resolve())
-        assert (tmp_path / "cache" / f"{config.model}-{config.hash()}" / "model.pt").is_file()
+        assert run_dir == str((tmp_path / "cache" / entry_name(config)).resolve())
+        assert (tmp_path / "cache" / entry_name(config) / "model.pt").is_file()
     local = run_sweep(configs, cache_root=tmp_path / "cache", workers=1)   # cache hits
     assert list(local.run_dir) == list(table.run_dir)
     assert list(local.valid_loss) == pytest.approx(list(table.valid_loss))

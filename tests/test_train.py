@@ -26,7 +26,7 @@ def test_config_json_round_trip_and_hash(tmp_path):
 
 @pytest.mark.parametrize("bad, match", [
     (dict(model="nope"), "unknown model"), (dict(gamma=-1.0), "gamma must be >= 0"),
-    (dict(gamma=0.0), "gamma = 0"), (dict(nz=0), "nz must be >= 1"),
+    (dict(gamma=0.0), "gamma = 0"), (dict(nz=0), r"nz must be in \[1, 65536\], got 0"),
     (dict(batch_size=1), "batch_size 1"), (dict(optimizer="rmsprop"), "optimizer"),
 ])
 def test_impossible_settings_fail_before_any_work(bad, match):

@@ -71,7 +71,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..data.corpus import EncodedSplit, Vocab, bucket_batches, load_corpus, make_batch
+from ..data.corpus import EncodedSplit, Vocab, bucket_batches, content_digest, load_corpus, make_batch
 from ..data.hub import reading_settings
 from ..errors import ConfigError, UnknownDatasetError
 from ..io import atomic_write_text
@@ -421,7 +421,8 @@ def few_label_accuracy(run, n_labels: int | Iterable[int], seeds: int | Iterable
     _check_request(run, data_, sizes, mode)
     key = {"version": RESULTS_VERSION, "mode": mode, "classes": data_.classes, "data": data_.data,
            "n_pool": len(data_.pool), "n_test": len(data_.test), "sizes": sizes, "seeds": seed_list,
-           "config": run.config.hash()}
+           "config": run.config.hash(),
+           "content": content_digest(data_.pool, data_.pool_labels, data_.test, data_.test_labels)}
     if mode == "finetune":
         key.update(finetune_epochs=finetune_epochs, min_finetune_steps=min_finetune_steps)
     cache_file = _results_cache_file(run, key) if cache else None

@@ -19,6 +19,7 @@ from dataclasses import fields
 
 from ..config import GROUPS, TrainConfig
 from ..data.hub import PRESETS, REGISTRY
+from ..devices import resolve_device
 from ..errors import ConfigError
 from ..methods import METHODS
 
@@ -97,6 +98,8 @@ def config_from_args(args: argparse.Namespace, **overrides) -> TrainConfig:
     values.update(given)
     values.update(overrides)
     try:
-        return TrainConfig(**values)
+        config = TrainConfig(**values)
     except TypeError as err:
         raise ConfigError(str(err)) from None
+    resolve_device(config.device)          # a device this machine lacks: one line, before any work
+    return config

@@ -2,18 +2,25 @@
 
 Each command is a module of :mod:`bnvae_core.cli.commands` with ``add_arguments(parser)``,
 ``run(args) -> int`` and ``HELP``, listed in :data:`COMMANDS`. Errors the user can fix (bad
-corpus, bad setting, bad run folder, unavailable dataset: every
-:class:`~bnvae_core.errors.BnvaeError`) print one line ``error: ...`` on stderr and exit 2,
-with no traceback. Results are printed as one JSON object on stdout.
+corpus, bad setting, bad run folder, unavailable dataset, a full disk or a read-only folder: every
+:class:`~bnvae_core.errors.BnvaeError`, and any other :class:`OSError`) print one line
+``error: ...`` on stderr and exit 2, with no traceback; a
+:class:`~bnvae_core.errors.BnvaeWarning` prints one line ``warning: ...``. Ctrl-C and SIGTERM
+print the command's own line (its ``INTERRUPTED``, or the
+:class:`~bnvae_core.errors.CommandInterrupted` it raised: what was kept, what to run next) and
+exit 130. Results are printed as one strict JSON object on stdout.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import warnings
 
 from .. import __version__
-from ..errors import BnvaeError
+from ..errors import BnvaeError, BnvaeWarning, CommandInterrupted
+from ..io import os_cause
 from .commands import (
     bench,
     classify,
@@ -50,15 +57,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=warnings.showwarning):
+    """Our own warnings as one line ``warning: ...``; every other one as Python prints it."""
+    if issubclass(category, BnvaeWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        _default(message, category, filename, lineno, file, line)
+
+
+def _sigterm_as_interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    command = COMMANDS[args.command]
+    previous = warnings.showwarning
+    warnings.showwarning = _show_warning
     try:
-        return COMMANDS[args.command].run(args)
+        term = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)   # a job scheduler's stop: as Ctrl-C
+    except ValueError:                                                 # not the main thread
+        term = None
+    try:
+        return command.run(args)
     except BnvaeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(COMMANDS[args.command].INTERRUPTED if hasattr(COMMANDS[args.command], "INTERRUPTED")
-              else "interrupted", file=sys.stderr)
+    except OSError as err:             # what the operating system refused, not caught nearer
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"error: {where}{os_cause(err)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as err:
+        message = str(err) if isinstance(err, CommandInterrupted) else getattr(command, "INTERRUPTED", "interrupted")
+        print(message, file=sys.stderr)
         return 130
+    finally:
+        warnings.showwarning = previous
+        if term is not None:
+            signal.signal(signal.SIGTERM, term)

@@ -14,6 +14,7 @@ Bad input raises :class:`CorpusError`, whose message names the file and the line
 from __future__ import annotations
 
 import gzip
+import hashlib
 import re
 from array import array
 from collections import Counter
@@ -460,11 +461,57 @@ def _label_order(provisional: dict, label_codes: dict[str, int]) -> tuple[list[s
 _CORPUS_CACHE: dict[tuple, Corpus] = {}
 
 
+def builtin_corpus_file() -> Path:
+    """The file of the built-in corpus (``bnvae_core/corpora/wordnet_glosses.tsv.gz``)."""
+    return Path(str(resources.files("bnvae_core") / "corpora" / "wordnet_glosses.tsv.gz"))
+
+
+def data_files(data: str | Path) -> list[Path]:
+    """The files a corpus (or dialogue) directory is read from: ``train/valid/test`` ``.txt`` and
+    ``.jsonl`` that exist; for the built-in corpus its packaged file; else none."""
+    if str(data) in BUILTIN_CORPORA:
+        return [builtin_corpus_file()]
+    root = Path(data).expanduser()
+    return [root / f"{s}{ext}" for s in SPLITS for ext in (".txt", ".jsonl") if (root / f"{s}{ext}").is_file()]
+
+
+def files_signature(data: str | Path) -> tuple:
+    """(name, size, mtime, inode) of :func:`data_files`: part of the per-process memo's key, so a
+    file changed on disk is read again, never served from memory."""
+    out = []
+    for p in data_files(data):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        out.append((str(p), st.st_size, st.st_mtime_ns, st.st_ino))
+    return tuple(out)
+
+
+def content_digest(*parts) -> str:
+    """16 hex of the sha256 of splits (:class:`EncodedSplit`, or any with ``responses``/``utterances``)
+    and arrays: the exact data a cached result was computed on, in a cache key."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if hasattr(part, "responses"):
+            arrays = (part.responses.ids, part.responses.offsets, part.responses.labels, part.utterances.ids,
+                      part.utterances.offsets, part.context_offsets)
+        elif hasattr(part, "ids") and hasattr(part, "offsets"):
+            arrays = (part.ids, part.offsets, part.labels)
+        else:
+            arrays = (np.asarray(part),)
+        for a in arrays:
+            digest.update(np.ascontiguousarray(a).tobytes())
+            digest.update(b"|")
+    return digest.hexdigest()[:16]
+
+
 def cached_corpus(data: str | Path, *, max_tokens: int | None, max_train: int | None, max_eval: int | None,
                   min_freq: int, max_vocab: int | None, tokenizer: str = "words") -> Corpus:
-    """:func:`load_corpus` with ``seed=0``, memoised per process on its arguments (the notebooks
-    and the trainer share one corpus object per setting)."""
-    key = (str(data), max_tokens, max_train, max_eval, min_freq, max_vocab, tokenizer)
+    """:func:`load_corpus` with ``seed=0``, memoised per process on its arguments and on the files'
+    size and modification time (the notebooks and the trainer share one corpus object per setting;
+    a file changed on disk is read again)."""
+    key = (str(data), max_tokens, max_train, max_eval, min_freq, max_vocab, tokenizer, files_signature(data))
     if key not in _CORPUS_CACHE:
         _CORPUS_CACHE[key] = load_corpus(data, max_tokens=max_tokens, max_train=max_train, max_eval=max_eval,
                                          min_freq=min_freq, max_vocab=max_vocab, seed=0, tokenizer=tokenizer)

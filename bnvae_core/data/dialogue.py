@@ -61,6 +61,7 @@ from .corpus import (
     EncodedSplit,
     Vocab,
     effective_limits,
+    files_signature,
     make_batch,
     read_lines,
     read_wordnet,
@@ -544,7 +545,7 @@ def load_dialogue_corpus(data: str | Path, *, max_tokens: int | None = 30, max_t
     ``max_train`` / ``max_eval`` keep a seeded subset of train / of valid and test, drawn exactly
     as :func:`bnvae_core.data.corpus.load_corpus` draws it (for ``'wordnet'`` the same glosses). The
     vocabulary counts the training responses and context utterances."""
-    key = (str(data), max_tokens, max_train, max_eval, min_freq, max_vocab, max_context, seed)
+    key = (str(data), max_tokens, max_train, max_eval, min_freq, max_vocab, max_context, seed, files_signature(data))
     if key in _CACHE:
         return _CACHE[key]
     raw, label_conditioned = read_raw_dialogues(data, max_tokens=max_tokens, max_context=max_context)

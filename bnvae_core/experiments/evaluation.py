@@ -4,7 +4,8 @@
 :meth:`~bnvae_core.methods.base.Method.evaluate` (IW-NLL with K importance samples, PPL, KL, MI,
 AU, ELBO) of a run on one split, stored as ``<run>/eval/<split>-K<k>-<key>.json``. The key
 covers everything the numbers depend on: K, split, seed, the run's config hash, the size and
-time of its ``model.pt``, and :data:`EVAL_VERSION` (bumped when the metrics change).
+time of its ``model.pt``, the sha256 of the split's token ids (a test file changed on disk is
+evaluated again), and :data:`EVAL_VERSION` (bumped when the metrics change).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from ..data.corpus import content_digest
 from ..io import atomic_write_json
 from ..methods import make_method
 
@@ -23,7 +25,8 @@ def evaluate_run(run, split: str = "test", iw_samples: int = 500, seed: int = 0,
     """The method's evaluation of ``run`` on ``split`` (cached in its run folder when it has one;
     an unreadable or stale stored file is recomputed, a read-only folder still gives results).
     Keys: ``nll, ppl, kl, mi, au, elbo, rec, n_sentences, n_tokens, iw_samples``."""
-    key = {"version": EVAL_VERSION, "k": iw_samples, "split": split, "seed": seed, "config": run.config.hash()}
+    key = {"version": EVAL_VERSION, "k": iw_samples, "split": split, "seed": seed, "config": run.config.hash(),
+           "data": content_digest(run.corpus.splits[split])}
     cache_file = None
     if run.path is not None and (Path(run.path) / "model.pt").is_file():
         stat = (Path(run.path) / "model.pt").stat()

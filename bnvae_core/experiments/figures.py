@@ -18,13 +18,16 @@ given with ``--notebooks-dir``, ``--figures-dir``, ``--executed-dir``.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
 import time
 from pathlib import Path
 
 import pandas as pd
 
-from ..errors import ConfigError
+from ..errors import CommandInterrupted, ConfigError
 
 PACKAGE = Path(__file__).resolve().parents[1]   #: bnvae_core/ (this file is bnvae_core/experiments/figures.py)
 REPO = PACKAGE.parent
@@ -75,20 +78,51 @@ def notebook_title(path: str | Path) -> str:
     return path.stem
 
 
+@contextlib.contextmanager
+def _kernel_stderr_to(log: Path):
+    """The notebook's kernel inherits this process's stderr: while it runs, file descriptor 2 points
+    at ``log``, so what the kernel prints itself (TCP warnings, the ZMQ traceback of a kernel stopped
+    by Ctrl-C) goes there, not onto the terminal. Python-level errors are raised as usual."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(log, "ab") as fh:
+            os.dup2(fh.fileno(), 2)
+            yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def run_notebook(path: str | Path, *, smoke: bool, figures_dir: str | Path, executed: str | Path,
                  timeout: int = 3600) -> float:
     """Execute one notebook with papermill; return its wall time in seconds.
 
+    The executed copy is written to a temporary name and renamed when the notebook has run to its
+    end or failed in a cell (to show the failing cell); an interrupted one is removed, so no
+    half-executed copy is left. The kernel's own output goes to ``<executed>.kernel.log``.
     Raises ``papermill.PapermillExecutionError`` (with the failing cell) if a cell fails."""
     import papermill
 
-    path = Path(path)
-    Path(executed).parent.mkdir(parents=True, exist_ok=True)
+    path, executed = Path(path), Path(executed)
+    executed.parent.mkdir(parents=True, exist_ok=True)
     Path(figures_dir).mkdir(parents=True, exist_ok=True)
+    partial = executed.with_name(f".{executed.stem}.partial.ipynb")
     t0 = time.perf_counter()
-    papermill.execute_notebook(str(path), str(executed), cwd=str(path.parent), kernel_name="python3",
-                               parameters={"SMOKE": smoke, "FIGURES_DIR": str(Path(figures_dir).resolve())},
-                               progress_bar=False, execution_timeout=timeout, log_output=False)
+    try:
+        with _kernel_stderr_to(executed.with_name(executed.name + ".kernel.log")):
+            papermill.execute_notebook(str(path), str(partial), cwd=str(path.parent), kernel_name="python3",
+                                       parameters={"SMOKE": smoke, "FIGURES_DIR": str(Path(figures_dir).resolve())},
+                                       progress_bar=False, execution_timeout=timeout, log_output=False)
+    except KeyboardInterrupt:
+        partial.unlink(missing_ok=True)
+        raise
+    except Exception:
+        if partial.exists():
+            os.replace(partial, executed)
+        raise
+    os.replace(partial, executed)
     return time.perf_counter() - t0
 
 
@@ -99,8 +133,13 @@ def run_all(notebooks_dir: str | Path | None = None, *, smoke: bool, figures_dir
     for path in notebook_paths(notebooks_dir):
         if only and not any(key in path.name for key in only):
             continue
-        seconds = run_notebook(path, smoke=smoke, figures_dir=figures_dir,
-                               executed=Path(executed_dir) / path.name)
+        try:
+            seconds = run_notebook(path, smoke=smoke, figures_dir=figures_dir,
+                                   executed=Path(executed_dir) / path.name)
+        except KeyboardInterrupt:
+            done = f"; the figures of {', '.join(r['notebook'] for r in rows)} are complete" if rows else ""
+            raise CommandInterrupted(f"interrupted: figures stopped in {path.name}{done}; figures are written "
+                                     "whole, so none is half-written") from None
         rows.append({"notebook": path.name, "size": "smoke" if smoke else "full", "wall_s": round(seconds, 1)})
         print(json.dumps(rows[-1]), flush=True)
     return pd.DataFrame(rows)

@@ -266,11 +266,23 @@ def _run_local(configs, root: str, workers: int, trial_kwargs: dict, retries: in
             except Exception as err:             # the worker process died (BrokenProcessPool)
                 return future, {"error": describe_error(err)}
 
-        return _gather(configs, submit, next_done, retries, log, progress,
-                       cancel=lambda handles: [f.cancel() for f in handles])
+        # Ctrl-C or SIGTERM to this process: stop the workers too
+        return _gather(configs, submit, next_done, retries, log, progress, cancel=lambda handles: _stop_workers(pool))
 
 
 # --- Ray ------------------------------------------------------------------------------------------
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Cancel the trials not started and SIGTERM the running ones (each stops as on Ctrl-C: its
+    temporary folder is removed, the finished entries stay in the cache)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(timeout=30)
+
 
 def require_ray():
     """The ``ray`` module, or :class:`RayUnavailableError` saying how to install it."""

@@ -29,11 +29,11 @@ import torch
 
 from ..config import TrainConfig
 from ..data.corpus import Corpus, bucket_batches
-from ..devices import autocast_context, check_precision, resolve_device
+from ..devices import allocation_errors, autocast_context, check_precision, resolve_device
 from ..errors import NonFiniteLossError, RunError
 from ..methods import make_method
 from ..methods.base import LossTerms, TrainContext
-from .run_folder import InterruptGuard, Run, RunFolder, state_dict_mismatch
+from .run_folder import InterruptGuard, Run, RunFolder, reading_config, state_dict_mismatch
 from .step import all_finite, build_optimizer, update
 
 
@@ -150,7 +150,9 @@ class Trainer:
         self.corpus = corpus if corpus is not None else self.method.load_corpus()
         torch.manual_seed(config.seed)
         random.seed(config.seed)
-        self.model = self.method.build_model(len(self.corpus.vocab)).to(self.device)
+        sizes = f"a {config.model} model of emb {config.emb_dim}, hidden {config.hidden_dim}, nz {config.nz}"
+        with allocation_errors(sizes):
+            self.model = self.method.build_model(len(self.corpus.vocab)).to(self.device)
         self.state = TrainState(lr=config.lr)
         self.history: list[dict] = []
         self.best_state = copy.deepcopy(self.model.state_dict())
@@ -294,6 +296,10 @@ class Trainer:
         for cb in self.callbacks:          # the model as trained, before the best weights come back
             cb.on_fit_end(self)
         self.model.load_state_dict(self.best_state)
+        if not math.isfinite(self.state.best_loss):
+            where, kept = (f"{folder.path}: ", "; model.pt not written") if folder is not None else ("", "")
+            raise NonFiniteLossError(f"{where}no epoch had a finite validation loss (every one was NaN or "
+                                     f"infinite): the weights are as untrained{kept}")
         if folder is not None:
             if not all_finite(self.best_state):
                 raise NonFiniteLossError(f"{folder.path}: the best weights are not finite; model.pt not written")
@@ -345,22 +351,32 @@ def train(config: TrainConfig, out_dir: str | Path | None, *, resume: bool = Fal
     result equals an uninterrupted run (on CPU): weights, best weights, optimizer, lr schedule,
     warm-up step and RNG states come from the checkpoint, the data order from (seed, epoch).
 
-    Ctrl-C / SIGTERM raise :class:`KeyboardInterrupt` and leave the last complete epoch
-    (checkpoint.pt and metrics.jsonl agree). A non-finite loss or gradient raises
+    The folder is held by this process from the start (:meth:`RunFolder.working`): a second
+    training or resume of it stops at once, and a training that fails before its first checkpoint
+    removes what it wrote. Ctrl-C / SIGTERM raise :class:`KeyboardInterrupt` and leave the last
+    complete epoch (checkpoint.pt and metrics.jsonl agree). A non-finite loss or gradient raises
     :class:`NonFiniteLossError` (``on_nonfinite='stop'``) or skips the batch (``'skip'``);
     non-finite weights are never saved."""
-    with InterruptGuard() as guard:
+    if out_dir is None:
+        with InterruptGuard() as guard:
+            return Trainer(config, corpus, callbacks=callbacks).fit(None, progress=progress, guard=guard)
+    folder = RunFolder(out_dir)
+    with InterruptGuard() as guard, folder.working(resume):      # held by this process, before any work
+        if resume:
+            folder.read_record()
+            if corpus is None:                 # the run's own data, from wherever this runs
+                corpus = make_method(reading_config(config, folder.record)).load_corpus()
         trainer = Trainer(config, corpus, callbacks=callbacks)
-        folder = RunFolder(out_dir) if out_dir is not None else None
-        if folder is not None and resume:
+        if resume:
             ck = folder.resume_checkpoint(config, guard)
+            folder.check_corpus(trainer.corpus)
             if ck is not None:
                 trainer.load_checkpoint(ck, folder.checkpoint_path)
                 with guard.critical():
                     folder.write_history(trainer.history)   # consistent with the checkpoint
-        elif folder is not None:
+        else:
             with guard.critical():
-                folder.create(config)
+                folder.create(config, trainer.corpus)
         return trainer.fit(folder, progress=progress, guard=guard)
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from ...errors import ConfigError
+from ...io import json_dumps
 from ...experiments.benchmark import run_benchmark
 from ..args import add_config_arguments, config_from_args
 
 HELP = "training and IW-NLL throughput vs the measured GEMM peak (one JSON object)"
+INTERRUPTED = "interrupted: bench stopped; nothing was written"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     result = run_benchmark(config, steps=args.steps, warmup_steps=args.warmup_steps,
                            iw_samples=args.iw_samples, iw_sentences=args.iw_sentences,
                            threads=args.threads or None, seed=config.seed)
-    print(json.dumps(result))
+    print(json_dumps(result))
     return 0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from ...analysis.classify import (
     MODES,
@@ -13,9 +12,11 @@ from ...analysis.classify import (
     summarize,
 )
 from ...errors import ConfigError
+from ...io import json_dumps
 from ...training.run_folder import load_run
 
 HELP = "few-label classification accuracy on the posterior mean μ (paper §5.3)"
+INTERRUPTED = "interrupted: classify stopped; nothing was written"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     results = few_label_accuracy(loaded, args.labels, args.seeds, args.protocol, classes=args.classes,
                                  data=args.data, finetune_epochs=args.finetune_epochs)
     summary = summarize(results).iloc[0]
-    print(json.dumps({
+    print(json_dumps({
         "run": str(args.run_dir), "model": str(summary["model"]), "protocol": args.protocol,
         "data": args.data or loaded.config.data, "classes": args.classes,
         "n_classes": int(results.n_classes.iloc[0]), "labels": args.labels, "seeds": args.seeds,

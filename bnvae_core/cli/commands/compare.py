@@ -7,7 +7,9 @@ import json
 from pathlib import Path
 
 from ...config import SMOKE_SIZE, TrainConfig
-from ...errors import ConfigError
+from ...errors import CommandInterrupted, ConfigError
+from ...io import OutputFolder, json_dumps
+from ...training.cache import cache_dir, is_cached
 from ...experiments.compare import (
     COMPARE_SIZE,
     DEFAULT_GAMMAS,
@@ -44,6 +46,17 @@ def base_config_from_args(args: argparse.Namespace) -> TrainConfig:
     return config_from_args(args, **(SMOKE_SIZE if args.smoke else {}))
 
 
+def interrupted_message(configs, root, out: Path | None = None) -> str:
+    """``'interrupted: 3 of 8 runs are cached in DIR; ...'``: what an interrupted grid kept."""
+    try:
+        done = sum(is_cached(c, root) for c in configs)
+    except Exception:        # e.g. the data became unreadable: say what is sure
+        done = "some"
+    outs = f"; {out} was not updated" if out is not None else ""
+    return (f"interrupted: {done} of {len(configs)} runs are cached in {root or cache_dir()}; run the same "
+            f"command again to continue (cached runs are loaded, not trained again){outs}")
+
+
 def run(args: argparse.Namespace) -> int:
     models = parse_list(args.models, str, "models")
     gammas = parse_list(args.gammas, float, "gammas")
@@ -52,14 +65,17 @@ def run(args: argparse.Namespace) -> int:
     if args.iw_samples < 1:
         raise ConfigError(f"--iw-samples must be >= 1, got {args.iw_samples}")
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out}: exists and is not a directory")
     base = base_config_from_args(args)
-    grid_configs(base, models, args.seeds, gammas, conditional=False)     # every error before any training
-    results = compare(models, args.seeds, gammas, base, iw_samples=args.iw_samples, split=args.split,
-                      out=out, root=args.cache, progress=not args.no_progress)
+    configs = grid_configs(base, models, args.seeds, gammas, conditional=False)   # every error before any training
+    folder = OutputFolder(out, "compare output folder")                         # checked before any training too
+    try:
+        with folder:
+            results = compare(models, args.seeds, gammas, base, iw_samples=args.iw_samples, split=args.split,
+                              out=out, root=args.cache, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        raise CommandInterrupted(interrupted_message(configs, args.cache, out)) from None
     summary = summarize(results)
-    print(json.dumps({"out": str(out), "runs": len(results), "methods": summary["method"].to_list(),
+    print(json_dumps({"out": str(out), "runs": len(results), "methods": summary["method"].to_list(),
                       "results": str(out / "results.csv"), "summary": str(out / "summary.csv"),
                       "figures": [str(out / f"{n}.{e}") for n in ("kl_vs_nll", "training_curves")
                                   for e in ("png", "svg")],

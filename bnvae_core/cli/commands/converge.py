@@ -2,19 +2,20 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from ...errors import ConfigError
 from ...experiments.convergence import nll_over_training, overtake_epochs
 from ...experiments.grid import grid_configs, parse_list
-from ...io import atomic_write_json, atomic_write_text
+from ...io import OutputFolder, atomic_write_json, atomic_write_text, json_dumps
 from ...methods import method_label
 from ...viz.plots import nll_over_training as plot_curves
 from ...viz.plots import save_figure
 from ..args import add_config_arguments, config_from_args
 
 HELP = "validation NLL after every epoch for several methods; the epoch BN-VAE's NLL overtakes theirs"
+INTERRUPTED = ("interrupted: converge stopped; the curves finished so far are cached (the same command continues "
+               "from them); nothing was written to --out")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,12 +32,18 @@ def run(args: argparse.Namespace) -> int:
     if args.sentences < 1 or args.iw_samples < 1:
         raise ConfigError("--sentences and --iw-samples must be >= 1")
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"{out}: exists and is not a directory")
     configs = grid_configs(config_from_args(args), parse_list(args.methods, str, "methods"), args.seeds,
                            conditional=False)
+    folder = OutputFolder(out, "converge output folder")      # checked before any training
     curves = nll_over_training(configs, sentences=args.sentences, k=args.iw_samples, progress=not args.no_progress)
-    out.mkdir(parents=True, exist_ok=True)
+    with folder:
+        summary = write_outputs(out, curves, configs, args)
+    print(json_dumps({"out": str(out), **{k: summary[k] for k in ("methods", "epochs", "overtake")}}))
+    return 0
+
+
+def write_outputs(out: Path, curves, configs, args) -> dict:
+    """``convergence.csv``, ``convergence.json`` and the figure; returns the summary."""
     atomic_write_text(out / "convergence.csv", curves.to_csv(index=False))
     bn = [method_label(c) for c in configs if c.model == "bnvae"]
     summary = {"methods": list(dict.fromkeys(curves["method"])), "iw_samples": args.iw_samples,
@@ -45,5 +52,4 @@ def run(args: argparse.Namespace) -> int:
                "config": configs[0].to_dict()}
     atomic_write_json(out / "convergence.json", summary)
     save_figure(plot_curves(curves, title=f"{configs[0].data}: validation NLL over training"), out, "convergence")
-    print(json.dumps({"out": str(out), **{k: summary[k] for k in ("methods", "epochs", "overtake")}}))
-    return 0
+    return summary

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
-from ...data.corpus import load_corpus
-from ...data.hub import reading_settings
+from ...config import TrainConfig
 from ...errors import ConfigError
+from ...io import json_dumps
 from ...methods import make_method
 from ...training.run_folder import load_run
 
@@ -19,7 +19,8 @@ INTERRUPTED = "interrupted: nothing was written (evaluate writes no files)"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir")
-    p.add_argument("--data", help="corpus to evaluate on (default: the run's own)")
+    p.add_argument("--data", help="corpus to evaluate on, read with the run's own vocabulary (default: the run's "
+                                  "own corpus); the fraction of its tokens that become <unk> is printed")
     p.add_argument("--split", choices=("valid", "test"), default="test")
     p.add_argument("--iw-samples", type=int, default=500, help="K importance samples for the NLL (default: 500)")
     p.add_argument("--max-sentences", type=int, default=0,
@@ -40,17 +41,14 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--iw-samples must be >= 1, got {args.iw_samples}")
     if args.max_sentences < 0:
         raise ConfigError(f"--max-sentences must be >= 0 (0: all), got {args.max_sentences}")
-    result_run = load_run(args.run_dir, device=args.device)
-    split = result_run.corpus.splits[args.split]
-    method = make_method(result_run.config)   # cvae, bn-cvae: their own metrics
-    if args.data and method.conditional:
-        raise ConfigError(f"--data is not supported for {result_run.config.model} runs "
+    config_file = Path(args.run_dir) / "config.json"
+    if args.data and config_file.is_file() and make_method(TrainConfig.load(config_file)).conditional:
+        raise ConfigError(f"--data is not supported for {TrainConfig.load(config_file).model} runs "
                           "(evaluate on the run's own data)")
+    result_run = load_run(args.run_dir, device=args.device, data=args.data)
     corpus = result_run.corpus
-    if args.data:
-        path, reading = reading_settings(args.data, corpus.tokenizer, max_tokens=result_run.config.max_tokens)
-        corpus = load_corpus(path, **reading, vocab=result_run.corpus.vocab)
-        split = corpus.splits[args.split]
+    split = corpus.splits[args.split]
+    method = make_method(result_run.config)   # cvae, bn-cvae: their own metrics
     in_split = corpus.reading.get(args.split, {}).get("sentences_read", len(split))
     if args.max_sentences and args.max_sentences < len(split):
         rng = np.random.default_rng(args.seed)
@@ -60,10 +58,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         result = method.evaluate(result_run.model, split, iw_samples=args.iw_samples, seed=args.seed,
                                  progress=not args.no_progress)
+    unk = unknown_fraction(split, corpus.vocab.unk)
     result.update(model=result_run.config.model, split=args.split, data=args.data or result_run.config.data,
-                  sentences_in_split=in_split, unk_fraction=unknown_fraction(split, corpus.vocab.unk))
+                  sentences_in_split=in_split, unk_fraction=unk)
     if result.get("n_sentences", in_split) < in_split:
         print(f"note: evaluated on {result['n_sentences']:,} of the {in_split:,} sentences of {args.split}",
               file=sys.stderr)
-    print(json.dumps(result))
+    if args.data and unk is not None:
+        print(f"note: {100 * unk:.1f}% of the tokens of {args.data} ({args.split}) are <unk> for this run's "
+              f"vocabulary" + ("; the numbers say little about this text" if unk >= 0.5 else ""), file=sys.stderr)
+    print(json_dumps(result))
     return 0

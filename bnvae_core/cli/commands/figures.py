@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from ...config import smoke_requested
 from ...experiments.figures import default_output_dirs, run_all
-from ...io import atomic_write_text
+from ...io import atomic_write_text, check_writable_dir, json_dumps
 
 HELP = "execute every notebook and regenerate figures/"
 
@@ -31,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
     default_figures, default_executed = default_output_dirs(smoke)
     figures_dir = Path(args.figures_dir) if args.figures_dir else default_figures
     executed_dir = Path(args.executed_dir) if args.executed_dir else default_executed
+    check_writable_dir(figures_dir, "figures folder (--figures-dir)")       # before any notebook runs
+    check_writable_dir(executed_dir, "executed-notebooks folder (--executed-dir)")
     table = run_all(args.notebooks_dir, smoke=smoke, figures_dir=figures_dir, executed_dir=executed_dir,
                     only=args.only)
     times = figures_dir / "notebook_times.csv"
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         old = pd.read_csv(times)
         table = pd.concat([old[~old["notebook"].isin(table["notebook"])], table]).sort_values("notebook")
     atomic_write_text(times, table.to_csv(index=False))
-    print(json.dumps({"figures_dir": str(figures_dir), "notebooks": len(table),
+    print(json_dumps({"figures_dir": str(figures_dir), "notebooks": len(table),
                       "total_wall_s": round(float(table["wall_s"].sum()), 1) if len(table) else 0.0}))
     return 0
 

@@ -15,16 +15,17 @@ that are not in the vocabulary are read as ``<unk>`` and listed on stderr.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from ...analysis.generate import respond
 from ...data.dialogue import label_context
 from ...errors import ConfigError
+from ...io import json_dumps
 from ...methods import make_method
 from ...training.run_folder import load_run
 
 HELP = "sample responses of a cvae/bn-cvae run to a context (or label)"
+INTERRUPTED = "interrupted: generate stopped; nothing was written"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     responses = respond(run_.model, run_.corpus, [context], n=args.n, greedy=not args.sample,
                         max_len=args.max_len, seed=args.seed)[0]
     if args.json:
-        print(json.dumps({"context": context, "responses": responses, "model": run_.config.model,
+        print(json_dumps({"context": context, "responses": responses, "model": run_.config.model,
                           "unknown_words": sorted(set(unknown))}))
     else:
         for text in responses:

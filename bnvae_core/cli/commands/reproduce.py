@@ -13,7 +13,11 @@ import sys
 from pathlib import Path
 
 from ...config import smoke_requested
-from ...experiments.reproduce import DEFAULT_METHODS, LABEL_SIZES, reproduce
+from ...devices import resolve_device
+from ...errors import CommandInterrupted
+from ...experiments.reproduce import DEFAULT_METHODS, LABEL_SIZES, reproduce, reproduce_configs
+from ...io import OutputFolder, json_dumps
+from .compare import interrupted_message
 from .sweep import add_executor_arguments, executor_options
 
 HELP = "train the paper's methods on a dataset, write its LM and classification tables"
@@ -48,12 +52,20 @@ def run(args: argparse.Namespace) -> int:
     options = executor_options(args)
     overrides = {k: v for k, v in (("gamma", args.gamma), ("nz", args.nz)) if v is not None}
     smoke = smoke_requested() if args.smoke is None else args.smoke
-    written = reproduce(args.dataset, args.out, methods=args.methods, seeds=args.seeds, epochs=args.epochs,
-                        iw_samples=args.iw_samples, smoke=smoke, label_sizes=args.label_sizes,
-                        label_seeds=args.label_seeds, classes=args.classes, classify=not args.no_classify,
-                        device=args.device, **options, **overrides)
+    resolve_device(args.device)                                     # before anything is created
+    folder = OutputFolder(args.out, "reproduce output folder")      # checked before any training
+    try:
+        with folder:
+            written = reproduce(args.dataset, args.out, methods=args.methods, seeds=args.seeds, epochs=args.epochs,
+                                iw_samples=args.iw_samples, smoke=smoke, label_sizes=args.label_sizes,
+                                label_seeds=args.label_seeds, classes=args.classes, classify=not args.no_classify,
+                                device=args.device, **options, **overrides)
+    except KeyboardInterrupt:
+        configs = reproduce_configs(args.dataset, args.methods, args.seeds, epochs=args.epochs, smoke=smoke,
+                                    device=args.device, **overrides)
+        raise CommandInterrupted(interrupted_message(configs, args.cache, Path(args.out))) from None
     meta = json.loads(Path(written["meta"]).read_text())
-    print(json.dumps({"out": str(args.out), "outputs": meta["outputs"], "notes": meta["notes"],
+    print(json_dumps({"out": str(args.out), "outputs": meta["outputs"], "notes": meta["notes"],
                       "failed": len(meta["failed"])}))
     if meta["failure_summary"]:
         print(f"error: {meta['failure_summary']} (see {written['lm_runs']}: status, error)", file=sys.stderr)

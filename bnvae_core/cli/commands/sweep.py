@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import sys
 from pathlib import Path
 
-from ...errors import ConfigError
+from ...errors import CommandInterrupted, ConfigError
 from ...experiments.grid import grid_configs
 from ...experiments.sweep import DEFAULT_RETRIES, evaluate_columns, failure_summary, require_ray, run_sweep
+from ...io import OutputFolder, json_dumps
 from ..args import add_config_arguments, config_from_args
+from .compare import interrupted_message
 
 HELP = "train a grid of methods × γ × seeds in parallel (local processes or a Ray cluster)"
 
@@ -72,10 +73,16 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--iw-samples must be >= 0, got {args.iw_samples}")
     configs = grid_configs(config_from_args(args), args.methods, args.seeds, args.gammas)
     evaluate = functools.partial(evaluate_columns, iw_samples=args.iw_samples) if args.iw_samples else None
-    table = run_sweep(configs, evaluate=evaluate, out=args.out, **options)
+    folder = OutputFolder(args.out, "sweep output folder")       # checked before any trial
+    try:
+        with folder:
+            table = run_sweep(configs, evaluate=evaluate, out=args.out, **options)
+    except KeyboardInterrupt:
+        raise CommandInterrupted(interrupted_message(configs, args.cache, Path(args.out)).replace(
+            " runs are ", " trials are ")) from None
     csv = Path(args.out) / "sweep.csv"
     failed = int((table["status"] != "ok").sum())
-    print(json.dumps({"out": str(csv), "trials": len(table), "failed": failed,
+    print(json_dumps({"out": str(csv), "trials": len(table), "failed": failed,
                       "run_dirs": [d if isinstance(d, str) else None for d in table["run_dir"]]}))
     summary = failure_summary(table)
     if summary:

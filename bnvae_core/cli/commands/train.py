@@ -2,18 +2,17 @@
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import sys
 from pathlib import Path
 
 from ...config import TrainConfig
-from ...errors import BnvaeError, ConfigError
+from ...errors import CommandInterrupted, ConfigError
+from ...io import json_dumps
 from ...training.loop import train
 from ..args import add_config_arguments, config_from_args, flag_of, given_fields
 
 HELP = "train a model into a run folder"
-INTERRUPTED = "interrupted: the run folder keeps its last complete epoch (resume with --resume DIR)"
+INTERRUPTED = "interrupted: the run folder keeps its last complete epoch (continue with train --resume DIR)"
 
 #: what ``--resume`` may change: the total epochs and where it runs
 RESUMABLE = ("epochs", "device")
@@ -59,25 +58,23 @@ def resume_config(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.resume:
-        result = train(resume_config(args), args.resume, resume=True, progress=not args.no_progress)
-    else:
-        if not args.out:
-            raise ConfigError("train needs --out DIR (or --resume DIR)")
-        config = config_from_args(args)
-        out = Path(args.out)
-        if out.exists() and not out.is_dir():
-            raise ConfigError(f"{out}: exists and is not a directory")
-        if out.exists() and any(out.iterdir()):
-            raise ConfigError(f"{out}: run folder exists and is not empty")
-        try:
-            result = train(config, out, progress=not args.no_progress)
-        except BnvaeError:
-            if out.exists() and not (out / "checkpoint.pt").exists():
-                shutil.rmtree(out, ignore_errors=True)   # nothing half-written left behind
-            raise
+    """The run folder is claimed (created, locked) before the corpus loads, and a training that fails
+    before its first checkpoint leaves nothing behind (:meth:`~bnvae_core.training.run_folder.RunFolder.working`)."""
+    if args.resume and args.out:
+        raise ConfigError(f"give either --out (a new run) or --resume (continue {args.resume} in place), not both")
+    if not args.resume and not args.out:
+        raise ConfigError("train needs --out DIR (or --resume DIR)")
+    folder = Path(args.resume or args.out)
+    config = resume_config(args) if args.resume else config_from_args(args)
+    try:
+        result = train(config, folder, resume=bool(args.resume), progress=not args.no_progress)
+    except KeyboardInterrupt:
+        if (folder / "config.json").is_file():
+            raise CommandInterrupted(f"interrupted: {folder} keeps its last complete epoch (continue with "
+                                     f"train --resume {folder})") from None
+        raise CommandInterrupted(f"interrupted before anything was written to {folder}") from None
     report_reading(result.corpus)
     last = {r["split"]: r for r in result.history_rows}
-    print(json.dumps({"out": str(result.path), "epochs": sum(r["split"] == "train" for r in result.history_rows),
+    print(json_dumps({"out": str(result.path), "epochs": sum(r["split"] == "train" for r in result.history_rows),
                       "train": last.get("train"), "valid": last.get("valid")}))
     return 0
