@@ -36,7 +36,7 @@ from ..data.corpus import EncodedSplit, iterate_batches
 from ..io import atomic_write_text
 from ..methods import method_label
 from ..metrics.text import eval_mode
-from ..training.cache import cache_dir
+from ..training.cache import cache_dir, entry_name
 from ..training.loop import Callback, Trainer
 
 
@@ -127,7 +127,7 @@ def posterior_mean_snapshots(config: TrainConfig, *, sentences: int = 50, every:
         raise ValueError(f"posterior_mean_snapshots: sentences and every must be >= 1, got {sentences}, {every}")
     label = label if label is not None else method_label(config)
     root = Path(root) if root is not None else cache_dir() / "lagging"
-    path = root / f"{config.model}-{config.hash()}-n{sentences}-every{every}-k{k}.csv"
+    path = root / f"{entry_name(config)}-n{sentences}-every{every}-k{k}.csv"     # a changed corpus: a new file
     if use_cache and path.exists():
         df = pd.read_csv(path)
         df["model"] = label
