@@ -51,8 +51,23 @@ KL_LABEL = "KL(q(z|x) ‖ p(z)) per sentence (nats)"
 
 
 def palette(n: int) -> list:
-    """``n`` colour-blind-safe colours (seaborn ``"colorblind"``, cycled)."""
-    return sns.color_palette("colorblind", n_colors=max(n, 1))
+    """``n`` distinct colours: seaborn's colour-blind-safe ``"colorblind"`` for up to 10, matplotlib's
+    ``tab20`` for up to 20, evenly spaced ``husl`` hues beyond (never a repeated colour)."""
+    n = max(n, 1)
+    if n <= 10:
+        return sns.color_palette("colorblind", n_colors=n)
+    if n <= 20:
+        return sns.color_palette("tab20", n_colors=n)
+    return sns.color_palette("husl", n_colors=n)
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+
+
+def markers(n: int) -> list[str]:
+    """``n`` marker shapes (cycled through :data:`MARKERS`): with :func:`palette` every series of a
+    figure differs in colour, and neighbours also in shape."""
+    return [MARKERS[i % len(MARKERS)] for i in range(max(n, 1))]
 
 
 def _new_axes(ax=None, *, nrows: int = 1, ncols: int = 1, figsize=(6.0, 4.0)):
