@@ -13,7 +13,7 @@ import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 #: a decimal number or a percentage, not part of a word, a LaTeX command, a file name or a § reference
-NUMBER = re.compile(r"(?<![\w.$\\/§-])(\d+\.\d+|\d+(?:\.\d+)?\s?%)(?![\w/])")
+NUMBER = re.compile(r"(?<![\w.$\\/§-])(\d+(?:\.\d+)?\s?%|\d+\.\d+)(?![\w/])")
 
 
 def markdown_numbers(nb: dict) -> list[tuple[int, str]]:

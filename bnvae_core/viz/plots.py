@@ -407,8 +407,11 @@ def gamma_explorer(gamma: float, mu_hat: np.ndarray, nz: int, beta: np.ndarray |
     return fig
 
 
-def save_figure(fig: Figure, directory: str | Path, name: str, dpi: int = 150) -> list[Path]:
-    """Write ``directory/name.png`` and ``directory/name.svg`` (directory created); return both paths."""
+def save_figure(fig: Figure, directory: str | Path, name: str, dpi: int = 150,
+                data: pd.DataFrame | None = None) -> list[Path]:
+    """Write ``directory/name.png`` and ``directory/name.svg`` (directory created) and, with ``data``,
+    the numbers the figure shows as ``directory/name.csv`` (every figure has its data beside it);
+    return the paths (PNG, SVG[, CSV])."""
     if not name or "/" in name or "\\" in name:
         raise ValueError(f"save_figure: name must be a plain file stem, got {name!r}")
     directory = Path(directory)
@@ -424,6 +427,9 @@ def save_figure(fig: Figure, directory: str | Path, name: str, dpi: int = 150) -
     with matplotlib.rc_context({"svg.hashsalt": name}):
         fig.savefig(svg, format="svg", bbox_inches="tight", metadata={"Date": None})
     atomic_write_bytes(paths[1], svg.getvalue())
+    if data is not None:
+        paths.append(directory / f"{name}.csv")
+        atomic_write_bytes(paths[2], data.to_csv(index=False).encode("utf-8"))
     return paths
 
 
