@@ -51,8 +51,23 @@ KL_LABEL = "KL(q(z|x) ‖ p(z)) per sentence (nats)"
 
 
 def palette(n: int) -> list:
-    """``n`` colour-blind-safe colours (seaborn ``"colorblind"``, cycled)."""
-    return sns.color_palette("colorblind", n_colors=max(n, 1))
+    """``n`` distinct colours: seaborn's colour-blind-safe ``"colorblind"`` for up to 10, matplotlib's
+    ``tab20`` for up to 20, evenly spaced ``husl`` hues beyond (never a repeated colour)."""
+    n = max(n, 1)
+    if n <= 10:
+        return sns.color_palette("colorblind", n_colors=n)
+    if n <= 20:
+        return sns.color_palette("tab20", n_colors=n)
+    return sns.color_palette("husl", n_colors=n)
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+
+
+def markers(n: int) -> list[str]:
+    """``n`` marker shapes (cycled through :data:`MARKERS`): with :func:`palette` every series of a
+    figure differs in colour, and neighbours also in shape."""
+    return [MARKERS[i % len(MARKERS)] for i in range(max(n, 1))]
 
 
 def _new_axes(ax=None, *, nrows: int = 1, ncols: int = 1, figsize=(6.0, 4.0)):
@@ -392,8 +407,11 @@ def gamma_explorer(gamma: float, mu_hat: np.ndarray, nz: int, beta: np.ndarray |
     return fig
 
 
-def save_figure(fig: Figure, directory: str | Path, name: str, dpi: int = 150) -> list[Path]:
-    """Write ``directory/name.png`` and ``directory/name.svg`` (directory created); return both paths."""
+def save_figure(fig: Figure, directory: str | Path, name: str, dpi: int = 150,
+                data: pd.DataFrame | None = None) -> list[Path]:
+    """Write ``directory/name.png`` and ``directory/name.svg`` (directory created) and, with ``data``,
+    the numbers the figure shows as ``directory/name.csv`` (every figure has its data beside it);
+    return the paths (PNG, SVG[, CSV])."""
     if not name or "/" in name or "\\" in name:
         raise ValueError(f"save_figure: name must be a plain file stem, got {name!r}")
     directory = Path(directory)
@@ -409,6 +427,9 @@ def save_figure(fig: Figure, directory: str | Path, name: str, dpi: int = 150) -
     with matplotlib.rc_context({"svg.hashsalt": name}):
         fig.savefig(svg, format="svg", bbox_inches="tight", metadata={"Date": None})
     atomic_write_bytes(paths[1], svg.getvalue())
+    if data is not None:
+        paths.append(directory / f"{name}.csv")
+        atomic_write_bytes(paths[2], data.to_csv(index=False).encode("utf-8"))
     return paths
 
 
