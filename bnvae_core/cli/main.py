@@ -26,6 +26,7 @@ from .commands import (
     classify,
     compare,
     converge,
+    diagnose,
     evaluate,
     figures,
     generate,
@@ -36,7 +37,7 @@ from .commands import (
 
 COMMANDS = {"train": train, "evaluate": evaluate, "classify": classify, "compare": compare,
             "reproduce": reproduce, "sweep": sweep, "converge": converge, "generate": generate, "bench": bench,
-            "figures": figures}
+            "figures": figures, "diagnose": diagnose}
 
 
 def version_line() -> str:
