@@ -985,3 +985,92 @@ def _card_summary(ax, report) -> None:
         text += "\n\n" + textwrap.fill("⚠ " + w, 58)
     ax.text(0.0, 1.0, text, transform=ax.transAxes, va="top", ha="left",
             fontsize="medium" if text.count("\n") < 18 else "small")
+
+
+# --- trained γ sweep: the explorer's view and its static overview (viz.widgets.TrainedGammaExplorer) --------
+
+def _kl_edges(kl_tables: Mapping[float, pd.DataFrame], nz: int, bins: int, kl_max: float | None = None) -> np.ndarray:
+    """Shared linear bin edges from 0 to past the largest per-sentence KL (or ``kl_max``) and the
+    largest bound ``n γ²/2`` of the tables, so every bound line is in view."""
+    top = kl_max if kl_max is not None else max(float(df["kl"].max()) for df in kl_tables.values())
+    top = max(top, float(nominal_kl_bound(max(kl_tables), nz)), 1e-3)
+    return np.linspace(0.0, top * 1.02, bins + 1)
+
+
+def kl_histograms_by_gamma(kl_tables: Mapping[float, pd.DataFrame], nz: int, ax=None, bins: int = 40,
+                           kl_max: float | None = None, colours: Sequence | None = None) -> Figure:
+    """Per-sentence KL over a dataset (column ``kl`` of :func:`metrics.kl_per_example`), one step
+    histogram per γ on shared bins (each bar the fraction of that model's sentences), each with its
+    bound ``n γ²/2`` as a dotted vertical line of the same colour (label ``n γ²/2 = … nats``) — a bound
+    on the *mean* KL of a training batch, not on every sentence's, so sentences may sit left of it."""
+    _check_models({f"γ = {g}": df for g, df in kl_tables.items()}, ["kl"], "kl_histograms_by_gamma")
+    fig, ax = _new_axes(ax, figsize=(6.5, 4.0))
+    edges = _kl_edges(kl_tables, nz, bins, kl_max)
+    colours = list(colours) if colours is not None else palette(len(kl_tables))
+    for colour, (gamma, df) in zip(colours, kl_tables.items()):
+        kl = df["kl"].to_numpy(float)
+        ax.hist(np.clip(kl, edges[0], edges[-1]), bins=edges, weights=np.full(len(kl), 1.0 / len(kl)),
+                histtype="step", linewidth=1.8, color=colour, label=f"γ = {gamma:g}: mean KL {kl.mean():.2f}")
+        bound = float(nominal_kl_bound(gamma, nz))
+        ax.axvline(bound, color=colour, linestyle=":", linewidth=1.6, label=f"n γ²/2 = {bound:.2f} nats")
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_xlabel(KL_LABEL + ", evaluation mode")
+    ax.set_ylabel("fraction of sentences per bin")
+    if len(kl_tables) > 2:      # many γ: the legend beside the axes, off the data
+        _legend(ax, fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    else:
+        _legend(ax, fontsize="small")
+    return fig
+
+
+def _sweep_panel(ax, summary: pd.DataFrame, column: str, ylabel: str, highlight: float | None,
+                 nz: int | None = None) -> None:
+    """``summary[column]`` against γ (the index) as connected points; with ``nz``, the curve
+    ``n γ²/2``; the ``highlight``ed γ starred."""
+    gammas = summary.index.to_numpy(float)
+    c = palette(3)
+    if nz is not None:
+        grid = np.linspace(0.0, max(gammas.max(), 1e-3) * 1.08, 200)
+        ax.plot(grid, nominal_kl_bound(grid, nz), color="black", label=f"n γ²/2 (n = {nz})")
+    ax.plot(gammas, summary[column].to_numpy(float), marker="o", color=c[0], label=ylabel.split(" (")[0])
+    if highlight is not None and highlight in summary.index:
+        ax.plot([highlight], [summary.loc[highlight, column]], marker="*", markersize=15, color=c[1],
+                linestyle="none", label=f"γ = {highlight:g}: {summary.loc[highlight, column]:.2f}")
+    ax.set_xlabel("γ (fixed BN scale of μ)")
+    ax.set_ylabel(ylabel)
+    _legend(ax, fontsize="small")
+
+
+def trained_gamma_view(gamma: float, kl_table: pd.DataFrame, summary: pd.DataFrame, nz: int,
+                       kl_max: float | None = None, bins: int = 40) -> Figure:
+    """What the trained-γ explorer draws for the model trained with ``gamma``.
+
+    Left: its per-sentence KL over the dataset (:func:`kl_histograms_by_gamma`, one model) with
+    ``n γ²/2``; ``kl_max`` fixes the x range (at least to the bound) so moving the slider keeps the
+    axes. Middle and right:
+    ``summary`` (index γ; columns ``mean_kl``, ``nll`` — the models computed so far) — mean KL
+    with the curve ``n γ²/2``, and IW-NLL, against γ, the current γ starred."""
+    fig = Figure(figsize=(15.0, 3.9))
+    a_hist, a_kl, a_nll = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.45, 1.0, 1.0]})
+    kl_histograms_by_gamma({gamma: kl_table}, nz, ax=a_hist, bins=bins, kl_max=kl_max)
+    a_hist.set_title(f"BN-VAE trained with γ = {gamma:g}", fontsize="medium")
+    _sweep_panel(a_kl, summary, "mean_kl", "mean KL per sentence (nats)", gamma, nz=nz)
+    a_kl.set_ylim(bottom=0)
+    _sweep_panel(a_nll, summary, "nll", "IW-NLL per sentence (nats)", gamma)
+    fig.tight_layout()
+    return fig
+
+
+def gamma_sweep_overview(kl_tables: Mapping[float, pd.DataFrame], summary: pd.DataFrame, nz: int,
+                         bins: int = 40) -> Figure:
+    """Every model of a trained γ sweep at once (the static companion of the explorer): the
+    per-sentence KL histograms with their bounds ``n γ²/2`` (:func:`kl_histograms_by_gamma`), mean
+    KL against γ with the curve, and IW-NLL against γ (``summary``: index γ, ``mean_kl``, ``nll``)."""
+    fig = Figure(figsize=(16.0, 4.2))
+    a_hist, a_kl, a_nll = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.45, 1.0, 1.0]})
+    kl_histograms_by_gamma(kl_tables, nz, ax=a_hist, bins=bins)
+    _sweep_panel(a_kl, summary, "mean_kl", "mean KL per sentence (nats)", None, nz=nz)
+    a_kl.set_ylim(bottom=0)
+    _sweep_panel(a_nll, summary, "nll", "IW-NLL per sentence (nats)", None)
+    fig.tight_layout()
+    return fig
