@@ -26,6 +26,7 @@ from .commands import (
     classify,
     compare,
     converge,
+    diagnose,
     docs,
     evaluate,
     figures,
@@ -37,7 +38,7 @@ from .commands import (
 
 COMMANDS = {"train": train, "evaluate": evaluate, "classify": classify, "compare": compare,
             "reproduce": reproduce, "sweep": sweep, "converge": converge, "generate": generate, "bench": bench,
-            "figures": figures, "docs": docs}
+            "figures": figures, "diagnose": diagnose, "docs": docs}
 
 
 def version_line() -> str:

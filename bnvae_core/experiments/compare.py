@@ -48,7 +48,7 @@ PAPER_IW_SAMPLES = 500
 
 #: the teaching comparison size: 2000 WordNet glosses, emb 64, hidden 128, nz 32, 5 epochs with a
 #: 3-epoch KL warm-up (so every warm-up method reaches the full ELBO), eval on 200 test sentences.
-#: Wall times measured on 2 shared CPU cores are in notebooks/07_language_modeling.ipynb's closing note.
+#: Wall times measured on 2 shared CPU cores are in notebooks/08_language_modeling.ipynb's closing note.
 COMPARE_SIZE = dict(max_train=2000, max_eval=200, max_vocab=3000, emb_dim=64, hidden_dim=128, nz=32,
                     epochs=5, warmup_epochs=3)
 

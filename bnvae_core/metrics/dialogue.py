@@ -13,6 +13,8 @@
   (distinct n-grams / n-grams; *intra*: within the N samples of a context, averaged; *inter*:
   over all samples, Li et al. 2016, Gu et al. 2019), plus the mean number of distinct responses
   among the N.
+* Self-BLEU (:func:`self_bleu`, Zhu et al. 2018): how much N generated sentences repeat each
+  other — each one's BLEU against the others (1: all the same).
 """
 
 from __future__ import annotations
@@ -87,12 +89,13 @@ def distinct_n(responses: Sequence[Sequence], n: int) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def _nltk_bleu():
+def _nltk_bleu(method: int = 7):
+    """(nltk's ``sentence_bleu``, its smoothing function ``method``), or a ConfigError saying how to get nltk."""
     try:
         from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
     except ImportError:
         raise ConfigError("BLEU needs nltk: pip install 'bnvae-core[dialogue]' (or: pip install nltk)") from None
-    return sentence_bleu, SmoothingFunction().method7
+    return sentence_bleu, getattr(SmoothingFunction(), f"method{method}")
 
 
 def bleu_precision_recall(reference: Sequence, hypotheses: Sequence[Sequence],
@@ -194,3 +197,29 @@ def bn_bound_report(model: CVAE, split: DialogueSplit, batch_size: int = 32, n_b
             row["nominal"] = 0.5 * m.nz * m.recognition_bn.gamma ** 2
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def self_bleu(sentences: Sequence[Sequence], max_n: int = 3) -> float:
+    """Self-BLEU (Zhu et al. 2018, Texygen) of N ≥ 2 token sequences: the mean over i of the
+    sentence BLEU of sentence i against the other N − 1 as its references — high when the
+    sentences repeat each other.
+
+    As Texygen: nltk's ``sentence_bleu`` with smoothing method 1 and uniform weights over the
+    1 … ``max_n``-grams, except that a sentence shorter than ``max_n`` tokens uses its own length
+    as the largest n, so N copies of any non-empty sentence score exactly 1 (method 7, which
+    :func:`bleu_precision_recall` uses after Zhao et al., can exceed 1 on an exact match). An empty
+    sentence scores 0 and is no reference; fewer than 2 sentences give NaN. Tokens may be strings
+    or ids. Needs nltk (:class:`~bnvae_core.errors.ConfigError` otherwise)."""
+    if len(sentences) < 2:
+        return float("nan")
+    sentence_bleu, smoothing = _nltk_bleu(method=1)
+    sents = [[str(t) for t in s] for s in sentences]
+    scores = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for i, hyp in enumerate(sents):
+            refs = [r for j, r in enumerate(sents) if j != i and r]
+            order = min(max_n, len(hyp))
+            scores.append(float(sentence_bleu(refs, hyp, weights=(1 / order,) * order, smoothing_function=smoothing))
+                          if hyp and refs else 0.0)
+    return float(np.mean(scores))

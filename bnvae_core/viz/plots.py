@@ -51,8 +51,23 @@ KL_LABEL = "KL(q(z|x) ‖ p(z)) per sentence (nats)"
 
 
 def palette(n: int) -> list:
-    """``n`` colour-blind-safe colours (seaborn ``"colorblind"``, cycled)."""
-    return sns.color_palette("colorblind", n_colors=max(n, 1))
+    """``n`` distinct colours: seaborn's colour-blind-safe ``"colorblind"`` for up to 10, matplotlib's
+    ``tab20`` for up to 20, evenly spaced ``husl`` hues beyond (never a repeated colour)."""
+    n = max(n, 1)
+    if n <= 10:
+        return sns.color_palette("colorblind", n_colors=n)
+    if n <= 20:
+        return sns.color_palette("tab20", n_colors=n)
+    return sns.color_palette("husl", n_colors=n)
+
+
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
+
+
+def markers(n: int) -> list[str]:
+    """``n`` marker shapes (cycled through :data:`MARKERS`): with :func:`palette` every series of a
+    figure differs in colour, and neighbours also in shape."""
+    return [MARKERS[i % len(MARKERS)] for i in range(max(n, 1))]
 
 
 def _new_axes(ax=None, *, nrows: int = 1, ncols: int = 1, figsize=(6.0, 4.0)):
@@ -392,8 +407,11 @@ def gamma_explorer(gamma: float, mu_hat: np.ndarray, nz: int, beta: np.ndarray |
     return fig
 
 
-def save_figure(fig: Figure, directory: str | Path, name: str, dpi: int = 150) -> list[Path]:
-    """Write ``directory/name.png`` and ``directory/name.svg`` (directory created); return both paths."""
+def save_figure(fig: Figure, directory: str | Path, name: str, dpi: int = 150,
+                data: pd.DataFrame | None = None) -> list[Path]:
+    """Write ``directory/name.png`` and ``directory/name.svg`` (directory created) and, with ``data``,
+    the numbers the figure shows as ``directory/name.csv`` (every figure has its data beside it);
+    return the paths (PNG, SVG[, CSV])."""
     if not name or "/" in name or "\\" in name:
         raise ValueError(f"save_figure: name must be a plain file stem, got {name!r}")
     directory = Path(directory)
@@ -409,6 +427,9 @@ def save_figure(fig: Figure, directory: str | Path, name: str, dpi: int = 150) -
     with matplotlib.rc_context({"svg.hashsalt": name}):
         fig.savefig(svg, format="svg", bbox_inches="tight", metadata={"Date": None})
     atomic_write_bytes(paths[1], svg.getvalue())
+    if data is not None:
+        paths.append(directory / f"{name}.csv")
+        atomic_write_bytes(paths[2], data.to_csv(index=False).encode("utf-8"))
     return paths
 
 
@@ -743,5 +764,313 @@ def nll_over_training(curves: pd.DataFrame, ax=None, title: str | None = None) -
     if title:
         ax.set_title(title)
     _legend(ax)
+    fig.tight_layout()
+    return fig
+
+
+# --- the collapse report card (bnvae_core.analysis.diagnose) -------------------------------------
+
+#: the panels of :func:`report_card`, in reading order (each Axes carries its name as its label)
+REPORT_CARD_PANELS = ("per-dimension KL", "active units", "mutual information", "decoding gap",
+                      "distinct decodings", "holes: prior density", "holes: aggregate posterior",
+                      "KL decomposition", "summary")
+
+
+#: nats: the decoding-gap panel spans at least this much, so that noise-sized differences look small
+CARD_MIN_SPAN = 2.0
+
+
+def report_card(report, figsize=(16.0, 13.0)) -> Figure:
+    """The one-page collapse report card of a :class:`bnvae_core.analysis.diagnose.Report` (its
+    numbers and tables only), nine panels on a 3 × 3 grid, labelled by :data:`REPORT_CARD_PANELS`:
+
+    1. per-dimension KL ``(1/N) Σ_n KL(q(z_j|x_n) ‖ p(z_j))`` as bars, sorted, active units dark,
+       with γ²/2 per dimension for a BN model (the nγ²/2 bound split evenly);
+    2. Var_x E_q[z_j|x] per dimension (log axis) against the 0.01 threshold of the active units;
+    3. the MI estimate with its bootstrap interval, its ceiling log N and the mean KL (MI ≤ KL);
+    4. the reconstruction NLL under each code (posterior sample / mean, z = 0, prior sample) and the
+       prior − posterior decoding gap;
+    5. the fraction of distinct greedy decodings (prior samples, posterior means, the data);
+    6. log p(z) at posterior means vs at prior samples (histograms);
+    7. log q̄(z) of the aggregate posterior at the encoder's codes vs at prior samples: the holes;
+    8. E_x KL = MI + KL(q̄ ‖ p) as stacked bars beside the analytic mean KL;
+    9. the verdict, the numbers and the warnings as text.
+
+    A model without a latent variable (``report.nz == 0``) gets the decoding and summary panels;
+    the others say that there is no latent variable. Legends sit outside the data (below the
+    panels); every axis says its unit."""
+    fig, axes = _new_axes(None, nrows=3, ncols=3, figsize=figsize)
+    fig.set_layout_engine("constrained")
+    flat = np.ravel(axes)
+    for ax, name in zip(flat, REPORT_CARD_PANELS):
+        ax.set_label(name)
+    draw = [_card_per_dim, _card_active_units, _card_mi, _card_decoding, _card_distinct, _card_prior_density,
+            _card_aggregate_density, _card_decomposition]
+    for ax, panel in zip(flat, draw):
+        if report.nz == 0 and panel is not _card_decoding:
+            _card_empty(ax, "no latent variable")
+        else:
+            panel(ax, report)
+    _card_summary(flat[8], report)
+    fig.suptitle(f"Collapse report card — {report.label} ({report.model}), {report.split} split, "
+                 f"N = {report.n_sentences} sentences", fontsize="x-large")
+    return fig
+
+
+def _card_empty(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="grey")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(ax.get_label())
+
+
+def _card_legend(ax, ncol: int = 1) -> None:
+    """A legend below the panel, outside the data."""
+    _legend(ax, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=ncol, fontsize="small", frameon=False)
+
+
+def _card_per_dim(ax, report) -> None:
+    table = report.per_dim
+    if table["kl"].isna().all():
+        _card_empty(ax, f"per-dimension KL not defined for a {report.posterior} posterior\n"
+                        f"(total KL {report.kl:.2f} nats per sentence)")
+        return
+    from matplotlib.patches import Patch
+
+    order = table.sort_values("kl", ascending=False)
+    colours = palette(2)
+    ax.bar(np.arange(len(order)), order["kl"], color=[colours[0] if a else "lightgrey" for a in order["active"]])
+    handles = [Patch(color=colours[0], label="active unit"), Patch(color="lightgrey", label="inactive unit")]
+    if report.gamma is not None:
+        label = f"γ²/2 = {report.gamma ** 2 / 2:.3f} (nγ²/2 = {report.kl_reference:.2f} in all)"
+        handles.append(ax.axhline(report.gamma ** 2 / 2, color="black", linestyle=":", label=label))
+    ax.set(title=f"KL per dimension (total {report.kl:.2f} nats)", xlabel="latent dimension (sorted by KL)",
+           ylabel="mean KL of the dimension (nats)")
+    ax.set_ylim(bottom=0)
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.17), ncol=2, fontsize="small",
+              frameon=False)
+
+
+def _card_active_units(ax, report) -> None:
+    table = report.per_dim.sort_values("var_mean", ascending=False)
+    var = np.clip(table["var_mean"].to_numpy(float), 1e-10, None)
+    colours = palette(2)
+    ax.plot(np.arange(len(var)), var, marker="o", markersize=3, color=colours[0], label="Var_x E_q[z_j|x]")
+    ax.axhline(report.au_threshold, color="black", linestyle=":", label=f"threshold {report.au_threshold:g}")
+    ax.set_yscale("log")
+    ax.set(title=f"active units: {report.au} of {report.nz}", xlabel="latent dimension (sorted by variance)",
+           ylabel="variance of the posterior mean (z units²)")
+    _card_legend(ax, ncol=2)
+
+
+def _card_mi(ax, report) -> None:
+    colours = palette(3)
+    low, high = report.mi - report.mi_low, report.mi_high - report.mi
+    ax.errorbar([0], [report.mi], yerr=[[max(low, 0.0)], [max(high, 0.0)]], fmt="o", color=colours[0],
+                capsize=6, markersize=8, label=f"MI, {report.mi_level:.0%} bootstrap interval")
+    ax.axhline(report.mi_ceiling, color=colours[1], linestyle="--", label=f"ceiling log N = {report.mi_ceiling:.2f}")
+    ax.axhline(report.kl, color=colours[2], linestyle=":", label=f"mean KL = {report.kl:.2f} (MI ≤ KL)")
+    ax.axhline(0, color="grey", linewidth=0.8)
+    flag = " — see warnings" if any(w.startswith("MI =") for w in report.warnings) else ""
+    ax.set(title=f"I(x; z) = {report.mi:.3f} [{report.mi_low:.3f}, {report.mi_high:.3f}] nats{flag}",
+           ylabel="nats", xlim=(-1, 1))
+    ax.set_xticks([0], ["mutual information"])
+    top = max(report.mi_ceiling, report.kl, report.mi_high)
+    ax.set_ylim(min(0.0, report.mi_low) - 0.05 * top, 1.08 * top)
+    _card_legend(ax)
+
+
+def _card_decoding(ax, report) -> None:
+    table = report.decoding
+    y = np.arange(len(table))[::-1]
+    ax.plot(table["rec"], y, "o", color=palette(1)[0], markersize=8)
+    for yy, value in zip(y, table["rec"]):
+        ax.annotate(f"{value:.2f}", (value, yy), textcoords="offset points", xytext=(0, 8), ha="center",
+                    fontsize="small")
+    ax.set_yticks(y, [f"z: {c}" if c in ("posterior sample", "posterior mean", "prior sample") else c
+                      for c in table["code"]])
+    ax.set_ylim(y.min() - 0.6, y.max() + 0.6)
+    lo, hi = float(table["rec"].min()), float(table["rec"].max())
+    half = max(hi - lo, CARD_MIN_SPAN) * 0.6                  # small differences look small
+    ax.set_xlim((lo + hi) / 2 - half, (lo + hi) / 2 + half)
+    gap = (f"{report.decoding_gap:.2f} ± {report.decoding_gap_se:.2f}" if np.isfinite(report.decoding_gap_se)
+           else f"{report.decoding_gap:.2f}")
+    ax.set(title=f"decoding gap, prior − posterior sample: {gap} nats",
+           xlabel="reconstruction −log p(x|z) (nats per sentence)")
+
+
+def _card_distinct(ax, report) -> None:
+    table = report.decodings
+    y = np.arange(len(table))[::-1]
+    colours = palette(len(table))
+    ax.barh(y, table["fraction_distinct"], color=colours)
+    for yy, (_, row) in zip(y, table.iterrows()):
+        ax.text(min(row["fraction_distinct"], 1.0) + 0.02, yy, f"{row['distinct']}/{row['n']}", va="center",
+                fontsize="small")
+    ax.set_yticks(y, list(table["source"]))
+    ax.set_xlim(0, 1.15)
+    ax.set(title="different z, same sentence? (greedy decoding)", xlabel="fraction of distinct sentences")
+
+
+def _ellipsis(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _card_hist(ax, series: Mapping[str, np.ndarray], bins: int = 30) -> None:
+    values = np.concatenate([v[np.isfinite(v)] for v in series.values()])
+    edges = np.histogram_bin_edges(values, bins=bins)
+    for colour, (name, v) in zip(palette(len(series)), series.items()):
+        v = v[np.isfinite(v)]
+        ax.hist(v, bins=edges, weights=np.full(len(v), 1 / max(len(v), 1)), histtype="step", linewidth=1.6,
+                color=colour, label=name)
+    ax.set_ylabel("fraction of codes")
+
+
+def _card_prior_density(ax, report) -> None:
+    holes = report.holes
+    if holes["log_p_posterior_mean"].isna().all():
+        _card_empty(ax, f"the {report.posterior} prior's density is constant:\nno log p(z) view")
+        return
+    _card_hist(ax, {"posterior means E_q[z|x]": holes["log_p_posterior_mean"].to_numpy(float),
+                    "prior samples z ~ p(z)": holes["log_p_prior_sample"].to_numpy(float)})
+    ax.set(title=f"log p(z): {report.typical_fraction:.0%} of posterior means in the prior's typical range",
+           xlabel="log p(z) under the prior (nats)")
+    _card_legend(ax, ncol=2)
+
+
+def _card_aggregate_density(ax, report) -> None:
+    holes = report.holes
+    post = holes["log_qagg_posterior_sample"].to_numpy(float)
+    _card_hist(ax, {"encoder's codes z ~ q(z|x) (leave-one-out)": post,
+                    "prior samples z ~ p(z)": holes["log_qagg_prior_sample"].to_numpy(float)})
+    ax.axvline(np.quantile(post, 0.05), color="black", linestyle=":", label="5 % quantile of the codes")
+    ax.set(title=f"holes: {report.hole_fraction:.0%} of prior samples left of the line (≈ 5 % if none)",
+           xlabel="log q̄(z), aggregate posterior (nats)")
+    _card_legend(ax, ncol=2)
+
+
+def _card_decomposition(ax, report) -> None:
+    colours = palette(3)
+    ax.bar([0], [report.kl], color=colours[0], width=0.6)
+    ax.bar([1], [report.mi], color=colours[1], width=0.6, label="I(x; z)")
+    ax.bar([1], [report.kl_aggregate], bottom=[report.mi], color=colours[2], width=0.6, label="KL(q̄ ‖ p)")
+    err = [[max(report.kl_aggregate - report.kl_aggregate_low, 0)],
+           [max(report.kl_aggregate_high - report.kl_aggregate, 0)]]
+    ax.errorbar([1], [report.mi + report.kl_aggregate], yerr=err, fmt="none", color="black", capsize=5,
+                label="KL(q̄ ‖ p) interval")
+    if report.kl_reference is not None:
+        ax.axhline(report.kl_reference, color="black", linestyle=":", label=f"nγ²/2 = {report.kl_reference:.2f}")
+    ax.set_xticks([0, 1], ["E_x KL(q(z|x) ‖ p)\n(analytic)", "MI + KL(q̄ ‖ p)\n(Monte Carlo)"])
+    ax.set(title=f"KL(q̄ ‖ p) = {report.kl_aggregate:.2f} nats", ylabel="nats per sentence", xlim=(-0.7, 1.7))
+    _card_legend(ax, ncol=2)
+
+
+def _card_summary(ax, report) -> None:
+    import textwrap
+
+    ax.axis("off")
+    ax.set_title(f"verdict: {report.verdict}", loc="left", fontweight="bold")
+    lines = [f"KL {report.kl:.2f} nats · AU {report.au}/{report.nz} · MI {report.mi:.2f} nats"
+             if report.nz else "no latent variable", f"decoding gap {report.decoding_gap:.2f} nats",
+             f"{report.n_sentences} of {report.split_sentences} {report.split} sentences, seed {report.seed}"]
+    if report.nz:
+        lines.append(f"distinct decodings: prior {report.distinct_prior:.0%}, posterior means "
+                     f"{report.distinct_posterior:.0%}; holes {report.hole_fraction:.0%}")
+        for _, row in report.decodings.iterrows():
+            if row["source"] != "data":
+                lines.append(_ellipsis(f"most common from {row['source']}s ({row['most_common_count']}/{row['n']}): "
+                                       f"“{row['most_common']}”", 58))
+    text = "\n".join(lines)
+    for w in report.warnings:
+        text += "\n\n" + textwrap.fill("⚠ " + w, 58)
+    ax.text(0.0, 1.0, text, transform=ax.transAxes, va="top", ha="left",
+            fontsize="medium" if text.count("\n") < 18 else "small")
+
+
+# --- trained γ sweep: the explorer's view and its static overview (viz.widgets.TrainedGammaExplorer) --------
+
+def _kl_edges(kl_tables: Mapping[float, pd.DataFrame], nz: int, bins: int, kl_max: float | None = None) -> np.ndarray:
+    """Shared linear bin edges from 0 to past the largest per-sentence KL (or ``kl_max``) and the
+    largest bound ``n γ²/2`` of the tables, so every bound line is in view."""
+    top = kl_max if kl_max is not None else max(float(df["kl"].max()) for df in kl_tables.values())
+    top = max(top, float(nominal_kl_bound(max(kl_tables), nz)), 1e-3)
+    return np.linspace(0.0, top * 1.02, bins + 1)
+
+
+def kl_histograms_by_gamma(kl_tables: Mapping[float, pd.DataFrame], nz: int, ax=None, bins: int = 40,
+                           kl_max: float | None = None, colours: Sequence | None = None) -> Figure:
+    """Per-sentence KL over a dataset (column ``kl`` of :func:`metrics.kl_per_example`), one step
+    histogram per γ on shared bins (each bar the fraction of that model's sentences), each with its
+    bound ``n γ²/2`` as a dotted vertical line of the same colour (label ``n γ²/2 = … nats``) — a bound
+    on the *mean* KL of a training batch, not on every sentence's, so sentences may sit left of it."""
+    _check_models({f"γ = {g}": df for g, df in kl_tables.items()}, ["kl"], "kl_histograms_by_gamma")
+    fig, ax = _new_axes(ax, figsize=(6.5, 4.0))
+    edges = _kl_edges(kl_tables, nz, bins, kl_max)
+    colours = list(colours) if colours is not None else palette(len(kl_tables))
+    for colour, (gamma, df) in zip(colours, kl_tables.items()):
+        kl = df["kl"].to_numpy(float)
+        ax.hist(np.clip(kl, edges[0], edges[-1]), bins=edges, weights=np.full(len(kl), 1.0 / len(kl)),
+                histtype="step", linewidth=1.8, color=colour, label=f"γ = {gamma:g}: mean KL {kl.mean():.2f}")
+        bound = float(nominal_kl_bound(gamma, nz))
+        ax.axvline(bound, color=colour, linestyle=":", linewidth=1.6, label=f"n γ²/2 = {bound:.2f} nats")
+    ax.set_xlim(edges[0], edges[-1])
+    ax.set_xlabel(KL_LABEL + ", evaluation mode")
+    ax.set_ylabel("fraction of sentences per bin")
+    if len(kl_tables) > 2:      # many γ: the legend beside the axes, off the data
+        _legend(ax, fontsize="x-small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0)
+    else:
+        _legend(ax, fontsize="small")
+    return fig
+
+
+def _sweep_panel(ax, summary: pd.DataFrame, column: str, ylabel: str, highlight: float | None,
+                 nz: int | None = None) -> None:
+    """``summary[column]`` against γ (the index) as connected points; with ``nz``, the curve
+    ``n γ²/2``; the ``highlight``ed γ starred."""
+    gammas = summary.index.to_numpy(float)
+    c = palette(3)
+    if nz is not None:
+        grid = np.linspace(0.0, max(gammas.max(), 1e-3) * 1.08, 200)
+        ax.plot(grid, nominal_kl_bound(grid, nz), color="black", label=f"n γ²/2 (n = {nz})")
+    ax.plot(gammas, summary[column].to_numpy(float), marker="o", color=c[0], label=ylabel.split(" (")[0])
+    if highlight is not None and highlight in summary.index:
+        ax.plot([highlight], [summary.loc[highlight, column]], marker="*", markersize=15, color=c[1],
+                linestyle="none", label=f"γ = {highlight:g}: {summary.loc[highlight, column]:.2f}")
+    ax.set_xlabel("γ (fixed BN scale of μ)")
+    ax.set_ylabel(ylabel)
+    _legend(ax, fontsize="small")
+
+
+def trained_gamma_view(gamma: float, kl_table: pd.DataFrame, summary: pd.DataFrame, nz: int,
+                       kl_max: float | None = None, bins: int = 40) -> Figure:
+    """What the trained-γ explorer draws for the model trained with ``gamma``.
+
+    Left: its per-sentence KL over the dataset (:func:`kl_histograms_by_gamma`, one model) with
+    ``n γ²/2``; ``kl_max`` fixes the x range (at least to the bound) so moving the slider keeps the
+    axes. Middle and right:
+    ``summary`` (index γ; columns ``mean_kl``, ``nll`` — the models computed so far) — mean KL
+    with the curve ``n γ²/2``, and IW-NLL, against γ, the current γ starred."""
+    fig = Figure(figsize=(15.0, 3.9))
+    a_hist, a_kl, a_nll = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.45, 1.0, 1.0]})
+    kl_histograms_by_gamma({gamma: kl_table}, nz, ax=a_hist, bins=bins, kl_max=kl_max)
+    a_hist.set_title(f"BN-VAE trained with γ = {gamma:g}", fontsize="medium")
+    _sweep_panel(a_kl, summary, "mean_kl", "mean KL per sentence (nats)", gamma, nz=nz)
+    a_kl.set_ylim(bottom=0)
+    _sweep_panel(a_nll, summary, "nll", "IW-NLL per sentence (nats)", gamma)
+    fig.tight_layout()
+    return fig
+
+
+def gamma_sweep_overview(kl_tables: Mapping[float, pd.DataFrame], summary: pd.DataFrame, nz: int,
+                         bins: int = 40) -> Figure:
+    """Every model of a trained γ sweep at once (the static companion of the explorer): the
+    per-sentence KL histograms with their bounds ``n γ²/2`` (:func:`kl_histograms_by_gamma`), mean
+    KL against γ with the curve, and IW-NLL against γ (``summary``: index γ, ``mean_kl``, ``nll``)."""
+    fig = Figure(figsize=(16.0, 4.2))
+    a_hist, a_kl, a_nll = fig.subplots(1, 3, gridspec_kw={"width_ratios": [1.45, 1.0, 1.0]})
+    kl_histograms_by_gamma(kl_tables, nz, ax=a_hist, bins=bins)
+    _sweep_panel(a_kl, summary, "mean_kl", "mean KL per sentence (nats)", None, nz=nz)
+    a_kl.set_ylim(bottom=0)
+    _sweep_panel(a_nll, summary, "nll", "IW-NLL per sentence (nats)", None)
     fig.tight_layout()
     return fig
