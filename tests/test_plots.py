@@ -359,34 +359,46 @@ def latent_coords(seed: int, n: int = 30):
     return rng.normal(size=(n, 2))
 
 
-def test_latent_views_one_row_per_model_points_by_label():
+def test_latent_views_pca_row_on_shared_axes_tsne_row_free_zoom_inset_for_a_dot():
     labels = ["noun.act"] * 10 + ["verb.motion"] * 12 + ["adj.all"] * 8
-    pca = {"VAE": latent_coords(0), "BN-VAE": latent_coords(1)}
-    tsne = {"VAE": latent_coords(2), "BN-VAE": latent_coords(3)}
+    pca = {"VAE": 0.01 * latent_coords(0), "BN-VAE": 2.0 * latent_coords(1)}     # a dot and a cloud
+    tsne = {"VAE": latent_coords(2), "BN-VAE": 30 * latent_coords(3)}
     fig = plots.latent_views(pca, tsne, labels, classes=["adj.all", "noun.act", "verb.motion"],
                              pca_explained={"VAE": 0.123, "BN-VAE": 0.5}, legend_title="lexicographer file")
     axes = visible_axes(fig)
-    assert len(axes) == 4 and tuple(fig.get_size_inches()) == (11.0, 9.5)
+    assert len(axes) == 4                                        # PCA row, then t-SNE row
     titles = [ax.get_title() for ax in axes]
-    assert titles == ["VAE: PCA (12% of the variance)", "VAE: t-SNE of standardized μ",
-                      "BN-VAE: PCA (50% of the variance)", "BN-VAE: t-SNE of standardized μ"]
-    for ax, view in zip(axes, [pca["VAE"], tsne["VAE"], pca["BN-VAE"], tsne["BN-VAE"]]):
+    assert titles == ["VAE: PCA (12% of the variance)", "BN-VAE: PCA (50% of the variance)",
+                      "VAE: t-SNE of standardized μ", "BN-VAE: t-SNE of standardized μ"]
+    for ax, view in zip(axes, [pca["VAE"], pca["BN-VAE"], tsne["VAE"], tsne["BN-VAE"]]):
         counts = [len(c.get_offsets()) for c in ax.collections]
         assert counts == [8, 10, 12]                                   # one scatter per label, in class order
         np.testing.assert_allclose(ax.collections[2].get_offsets(), view[10:22])   # verb.motion's points
-    assert "units of z" in axes[0].get_xlabel() and "no units" in axes[1].get_xlabel()
-    legend = axes[1].get_legend()
+    # scale is the point: both PCA panels have the same limits, which hold the larger cloud
+    assert axes[0].get_xlim() == axes[1].get_xlim() and axes[0].get_ylim() == axes[1].get_ylim()
+    half = np.abs(pca["BN-VAE"]).max()
+    assert axes[0].get_xlim()[1] >= half and axes[0].get_xlim()[1] < 1.2 * half
+    assert axes[2].get_xlim() != axes[3].get_xlim()                  # t-SNE: each its own axes
+    # the dot gets a zoomed inset with the same points; the cloud does not
+    (inset,) = axes[0].child_axes
+    assert not axes[1].child_axes
+    np.testing.assert_allclose(inset.collections[2].get_offsets(), pca["VAE"][10:22])
+    assert inset.get_xlim()[1] < 0.1 * axes[0].get_xlim()[1] and "zoomed ×" in inset.get_title()
+    assert "units of z" in axes[0].get_xlabel() and "no units" in axes[2].get_xlabel()
+    # the legend is the figure's, outside the panels
+    assert all(ax.get_legend() is None for ax in axes)
+    (legend,) = fig.legends
     assert legend.get_title().get_text() == "lexicographer file"
     assert [t.get_text() for t in legend.get_texts()] == ["adj.all", "noun.act", "verb.motion"]
     one = plots.latent_views({"m": latent_coords(0)}, {"m": latent_coords(1)}, labels)
-    assert len(one.axes) == 2 and one.axes[0].get_title() == "m: PCA"
+    assert len(one.axes) == 2 and one.axes[0].get_title() == "m: PCA" and not one.axes[0].child_axes
     with pytest.raises(ValueError, match="t-SNE"):
         plots.latent_views({"m": latent_coords(0)}, {}, labels)
 
 
 def accuracy_summary() -> pd.DataFrame:
     rows = []
-    for model, mode, base in (("VAE, frozen", "frozen", 0.3), ("VAE, finetune", "finetune", 0.35),
+    for model, mode, base in (("VAE, reference", "reference", 0.32), ("VAE, frozen", "frozen", 0.3),
                               ("BN-VAE, frozen", "frozen", 0.5), ("bag of words", "bow", 0.4)):
         for n, gain in ((100, 0.0), (500, 0.1)):
             rows.append({"model": model, "mode": mode, "labels": n, "accuracy_mean": base + gain,
@@ -394,23 +406,27 @@ def accuracy_summary() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_accuracy_vs_labels_colour_by_features_style_by_mode():
+def test_accuracy_vs_labels_colour_by_features_style_by_mode_legend_names_the_protocol():
     fig = plots.accuracy_vs_labels(accuracy_summary(), majority=0.2, title="few labels")
     (ax,) = visible_axes(fig)
     lines = {c.get_label(): c.lines[0] for c in ax.containers}      # errorbar: (data line, caps, bars)
     lines |= {line.get_label(): line for line in ax.get_lines() if line.get_label() == "majority class"}
-    assert set(lines) == {"VAE, frozen", "VAE, finetune", "BN-VAE, frozen", "bag of words", "majority class"}
-    np.testing.assert_allclose(np.asarray(lines["BN-VAE, frozen"].get_ydata(), float), [50, 60])   # percent
-    np.testing.assert_allclose(np.asarray(lines["BN-VAE, frozen"].get_xdata(), float), [100, 500])
-    assert lines["VAE, frozen"].get_color() == lines["VAE, finetune"].get_color()   # same features, same colour
-    assert lines["VAE, frozen"].get_color() != lines["BN-VAE, frozen"].get_color()
-    assert (lines["VAE, frozen"].get_linestyle(), lines["VAE, frozen"].get_marker()) == ("-", "o")
-    assert (lines["VAE, finetune"].get_linestyle(), lines["VAE, finetune"].get_marker()) == ("--", "s")
+    reference, frozen = "VAE, reference (the paper's protocol: fine-tuned encoder)", "VAE, frozen (linear probe of μ)"
+    assert set(lines) == {reference, frozen, "BN-VAE, frozen (linear probe of μ)", "bag of words", "majority class"}
+    bn = lines["BN-VAE, frozen (linear probe of μ)"]
+    np.testing.assert_allclose(np.asarray(bn.get_ydata(), float), [50, 60])   # percent
+    np.testing.assert_allclose(np.asarray(bn.get_xdata(), float), [100, 500])
+    assert lines[reference].get_color() == lines[frozen].get_color()      # same features, same colour
+    assert lines[frozen].get_color() != bn.get_color()
+    assert (lines[reference].get_linestyle(), lines[reference].get_marker()) == ("-", "D")
+    assert (lines[frozen].get_linestyle(), lines[frozen].get_marker()) == ("--", "o")
     assert (lines["bag of words"].get_linestyle(), lines["bag of words"].get_marker()) == ("-.", "^")
     np.testing.assert_allclose(lines["majority class"].get_ydata(), [20, 20])
     assert ax.get_ylim()[0] == pytest.approx(15) and ax.get_xscale() == "log"
     assert [t.get_text() for t in ax.get_xticklabels()] == ["100", "500"]
     assert ax.get_title() == "few labels" and "%" in ax.get_ylabel()
+    legend = ax.get_legend()
+    assert legend.get_bbox_to_anchor().x0 >= ax.get_window_extent().x1 - 1   # right of the axes, off the data
     with pytest.raises(ValueError, match="accuracy_std"):
         plots.accuracy_vs_labels(accuracy_summary().drop(columns="accuracy_std"))
 
@@ -426,23 +442,58 @@ def test_kl_au_figure_train_solid_valid_dashed():
     assert bn_valid.get_linestyle() == "--"
     np.testing.assert_allclose(ax_kl.get_lines()[-1].get_ydata(), [5.76, 5.76])
     assert ax_kl.get_ylim()[0] == 0 and "nats" in ax_kl.get_ylabel() and "units" in ax_au.get_ylabel()
+    assert ax_kl.get_legend() is None and len(fig.legends) == 1                 # below the panels
+    assert [t.get_text() for t in fig.legends[0].get_texts()][-1].startswith("nγ²/2")
     assert len(plots.kl_au_figure({"CVAE": history(0)}).axes[0].get_lines()) == 2
     with pytest.raises(ValueError, match="au"):
         plots.kl_au_figure({"CVAE": history(0).drop(columns="au")})
 
 
-def test_kl_bounds_per_batch_lines_and_scale():
+def test_kl_bounds_per_batch_linear_from_zero_sorted_integer_batches_legend_outside():
     n = 6
-    bounds = pd.DataFrame({"batch": np.arange(n), "kl": np.linspace(4, 6, n), "bound_pointwise": np.linspace(3, 5, n),
-                           "bound_moments": np.linspace(2, 4, n), "bnvae_bound": np.full(n, 6.5),
-                           "nominal": np.full(n, 5.76)})
+    kl = np.array([5.0, 4.0, 6.0, 4.4, 5.5, 4.2])
+    bounds = pd.DataFrame({"batch": np.arange(n), "kl": kl, "bound_pointwise": kl - 0.5,
+                           "bound_moments": kl - 1.5, "bnvae_bound": np.full(n, 6.5), "nominal": np.full(n, 5.76)})
     fig = plots.kl_bounds_per_batch(bounds, model="BN-CVAE (γ=0.6)")
     (ax,) = visible_axes(fig)
     lines = ax.get_lines()
     assert [line.get_label() for line in lines] == list(plots.BOUND_COLUMNS.values())
+    order = np.argsort(kl, kind="stable")
     for line, column in zip(lines, plots.BOUND_COLUMNS):
-        np.testing.assert_allclose(line.get_ydata(), bounds[column])
+        np.testing.assert_allclose(line.get_ydata(), bounds[column].to_numpy()[order])   # sorted by KL
+        np.testing.assert_allclose(line.get_xdata(), np.arange(1, n + 1))
         assert line.get_linestyle() == (":" if column in ("bnvae_bound", "nominal") else "-")
-    assert ax.get_yscale() == "symlog" and ax.get_title().startswith("BN-CVAE (γ=0.6): KL")
+    assert ax.get_yscale() == "linear" and ax.get_ylim()[0] == 0 and ax.get_ylim()[1] >= 6.5
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
+    assert ax.get_title().startswith("BN-CVAE (γ=0.6): KL") and "sorted" in ax.get_xlabel()
+    legend = ax.get_legend()
+    assert legend.get_bbox_to_anchor().x0 >= ax.get_window_extent().x1 - 1   # right of the axes
+    unsorted = plots.kl_bounds_per_batch(bounds, sort=False).axes[0]
+    np.testing.assert_allclose(unsorted.get_lines()[0].get_ydata(), kl)
+    assert unsorted.get_xlabel() == "training batch"
     with pytest.raises(ValueError, match="bound_moments"):
         plots.kl_bounds_per_batch(bounds.drop(columns="bound_moments"))
+
+
+def test_latent_playground_figure_text_tables_then_diversity_bars():
+    texts = pd.DataFrame({"source": ["interpolation"] * 4 + ["prior samples"] * 2,
+                          "position": [0.0, 0.0, 1.0, 1.0, 1, 1], "model": ["VAE", "BN-VAE"] * 3,
+                          "text": ["a b", "a b", "a b", "a very long sentence " * 6, "c", "d"]})
+    metrics = {m: [0.5, 1.0, 0.25, 0.75] for m in plots.PLAYGROUND_METRICS}
+    diversity = pd.DataFrame({"source": ["interpolation", "interpolation", "prior samples", "prior samples"],
+                              "model": ["VAE", "BN-VAE", "VAE", "BN-VAE"], **metrics})
+    fig = plots.latent_playground_figure(texts, diversity, width=30)
+    interp_ax, samples_ax, bars_ax = fig.axes
+    cells = interp_ax.tables[0].get_celld()
+    shown = {cells[key].get_text().get_text() for key in cells}
+    assert {"VAE", "BN-VAE", "a b"} <= shown
+    assert any(t.endswith("…") and len(t) == 30 for t in shown)          # long sentences shortened
+    assert "interpolation" in interp_ax.get_title(loc="left") and "prior samples" in samples_ax.get_title(loc="left")
+    assert len(bars_ax.patches) == 4 * len(plots.PLAYGROUND_METRICS)      # (source, model) × metric
+    heights = [p.get_height() for p in bars_ax.patches[:len(plots.PLAYGROUND_METRICS)]]
+    np.testing.assert_allclose(heights, [0.5] * len(plots.PLAYGROUND_METRICS))   # VAE, interpolation
+    assert [t.get_text() for t in bars_ax.get_legend().get_texts()][0] == "VAE, interpolation"
+    assert bars_ax.get_ylim() == (0, 1.05)
+    with pytest.raises(ValueError, match="self_bleu"):
+        plots.latent_playground_figure(texts, diversity.drop(columns="self_bleu"))

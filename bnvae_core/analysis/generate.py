@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import pandas as pd
 
 from ..data.dialogue import DialogueCorpus, label_context
-from ..metrics.dialogue import evaluate_cvae, sample_split
+from ..metrics.dialogue import cvae_elbo, evaluate_cvae, sample_split
 from ..models.cvae import CVAE
 
 
@@ -57,3 +58,48 @@ def cvae_metrics_table(runs: dict, split_name: str = "test", n_samples: int = 10
                                 max_examples=max_examples, seed=seed) for name, run in runs.items()}
     reported = next(iter(rows.values()))
     return pd.DataFrame(rows).T[[k for k in CVAE_TABLE_COLUMNS if k in reported]].astype(float)
+
+
+def cvae_active_units_table(runs: dict, splits: Sequence[str] = ("train", "valid"), max_examples: int | None = 2000,
+                            seed: int = 0) -> pd.DataFrame:
+    """Where a CVAE's active units come from: the same count measured two ways (notebook 6).
+
+    For each run (name → run with ``.model`` a CVAE, ``.corpus`` its dialogue corpus, ``.epoch_rows``):
+
+    * ``measured = "during training"``, ``split = "train"``: the last training epoch's row of
+      ``metrics.jsonl`` — Var_x(μ_q − μ_p) > 0.01 accumulated over the epoch's batches in training
+      mode, *while the weights move* (each batch is encoded by different weights);
+    * ``measured = "after training"``, one row per ``splits`` entry: :func:`bnvae_core.metrics.dialogue.cvae_elbo`
+      on the first ``max_examples`` examples of that split, evaluation mode, the final weights.
+
+    Columns ``model, measured, split, examples, au, au_posterior, kl`` (``au_posterior``: Var μ_q >
+    0.01, NaN for the training row). A collapsed CVAE counts many units during training (the drift
+    of μ_q − μ_p over an epoch is variance too) and none after: the trained model's μ_q − μ_p is
+    the same for every response."""
+    rows = []
+    for name, run in runs.items():
+        last = [r for r in run.epoch_rows if r.get("split") == "train"][-1]
+        rows.append({"model": name, "measured": "during training", "split": "train",
+                     "examples": int(last.get("n_sentences", 0)), "au": int(last["au"]),
+                     "au_posterior": float("nan"), "kl": float(last["kl"])})
+        for split_name in splits:
+            split = run.corpus.splits[split_name]
+            if max_examples is not None and len(split) > max_examples:
+                split = split.subset(np.arange(max_examples))
+            res = cvae_elbo(run.model, split, seed=seed)
+            rows.append({"model": name, "measured": "after training", "split": split_name, "examples": len(split),
+                         "au": int(res["au"]), "au_posterior": float(res["au_posterior"]), "kl": float(res["kl"])})
+    return pd.DataFrame(rows)
+
+
+def training_history_table(runs: dict, splits: Sequence[str] = ("train", "valid")) -> pd.DataFrame:
+    """The per-epoch rows of several runs' ``metrics.jsonl`` as one tidy table (the CSV of a
+    KL-over-training figure): columns ``model, epoch, split, kl, au`` and, where logged,
+    ``kl_weight, rec, loss`` — one row per (model, epoch, split in ``splits``)."""
+    frames = []
+    for name, run in runs.items():
+        rows = pd.DataFrame([r for r in run.epoch_rows if r.get("split") in splits])
+        keep = [c for c in ("epoch", "split", "kl", "au", "kl_weight", "rec", "loss") if c in rows.columns]
+        frames.append(rows[keep].assign(model=name))
+    table = pd.concat(frames, ignore_index=True)
+    return table[["model", *[c for c in table.columns if c != "model"]]]

@@ -7,7 +7,9 @@ sentences a decoder makes of them (notebooks 1, 3 and 4).
 * projections of μ: :func:`standardize`, :func:`pca_2d`, :func:`tsne_2d`;
 * neighbours in μ: :func:`cosine_similarities`, :func:`nearest_neighbours`,
   :func:`neighbour_label_agreement`, :func:`chance_label_agreement`, :func:`neighbour_table`;
-* clusters: :func:`silhouette_table`.
+* clusters: :func:`silhouette_table`;
+* tables for notebook 4's CSVs: :func:`latent_points_table` (the points of its figure),
+  :func:`latent_summary` (every number its prose quotes, one row per model).
 
 Everything takes numpy arrays (``mu: (N, nz)``, one row per sentence) or a model and an
 :class:`~bnvae_core.data.corpus.EncodedSplit`; nothing here draws (see :mod:`bnvae_core.viz.plots`).
@@ -144,3 +146,74 @@ def silhouette_table(mus: Mapping[str, np.ndarray], labels: np.ndarray, planes: 
                      plane_name: silhouette_score(planes[name], labels),
                      "μ, cosine, shuffled labels": silhouette_score(mu, shuffled, metric="cosine")})
     return pd.DataFrame(rows).set_index("model")
+
+
+def latent_points_table(pca: Mapping[str, np.ndarray], tsne: Mapping[str, np.ndarray], labels: Sequence[str],
+                        explained: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """The points of :func:`bnvae_core.viz.plots.latent_views` as one tidy table (its CSV): one row per
+    (model, sentence), columns ``model, sentence`` (row index into the N sentences), ``label``,
+    ``pc1, pc2`` (units of z), ``tsne1, tsne2`` (no units) and, with ``explained``, ``pca_explained``
+    (the fraction of μ's variance the two PCs keep, the same on every row of a model).
+
+    ``pca``, ``tsne``: model name → (N, 2) coordinates of the same N sentences; ``labels`` (N,)."""
+    labels = np.asarray(labels)
+    frames = []
+    for name, view in pca.items():
+        view, plane = np.asarray(view, float), np.asarray(tsne[name], float)
+        if not len(view) == len(plane) == len(labels):
+            raise ValueError(f"latent_points_table: {name!r} has {len(view)} PCA and {len(plane)} t-SNE points "
+                             f"for {len(labels)} labels")
+        frame = pd.DataFrame({"model": name, "sentence": np.arange(len(labels)), "label": labels,
+                              "pc1": view[:, 0], "pc2": view[:, 1], "tsne1": plane[:, 0], "tsne2": plane[:, 1]})
+        if explained is not None:
+            frame["pca_explained"] = float(explained[name])
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def latent_summary(mus: Mapping[str, np.ndarray], labels: np.ndarray, planes: Mapping[str, np.ndarray], *,
+                   active_units: Mapping[str, int] | None = None, logvars: Mapping[str, np.ndarray] | None = None,
+                   pca: Mapping[str, np.ndarray] | None = None, k: int = 5, seed: int = 0) -> pd.DataFrame:
+    """Every number notebook 4 quotes about the posterior means, one row per model (its CSV).
+
+    ``mus``: model name → μ (N, nz) of the same N sentences; ``labels`` (N,) integer classes;
+    ``planes``: model name → (N, 2) t-SNE view (:func:`tsne_2d`). Columns:
+
+    * ``n_sentences``; ``total_variance`` Σ_j Var_x μ_j (ddof 1); ``max_dim_std`` max_j sd_x μ_j;
+      ``active_units`` (given: :func:`bnvae_core.metrics.text.active_units`, Var_x μ_j > 0.01);
+    * with ``logvars`` (model → log σ² (N, nz)): ``mean_posterior_std``, the mean of σ_j(x) over
+      sentences and dimensions — the noise z carries around μ;
+    * with ``pca`` (model → (N, 2), :func:`pca_2d`): ``pca_half_range``, max |coordinate|, the
+      half-width of the model's PCA cloud in units of z;
+    * ``mean_cosine``: mean cosine similarity between two different sentences' μ (near 1: all
+      means point the same way);
+    * the silhouettes of :func:`silhouette_table` (``silhouette_cosine``, ``silhouette_standardized``,
+      ``silhouette_tsne``, ``silhouette_cosine_shuffled``);
+    * ``knn_agreement``: :func:`neighbour_label_agreement` of the ``k`` nearest neighbours by cosine;
+      ``chance_agreement``: :func:`chance_label_agreement` (the same on every row); ``k``."""
+    labels = np.asarray(labels)
+    silhouettes = silhouette_table(mus, labels, planes, seed=seed)
+    renamed = dict(zip(silhouettes.columns, ["silhouette_cosine", "silhouette_standardized", "silhouette_tsne",
+                                              "silhouette_cosine_shuffled"]))
+    silhouettes = silhouettes.rename(columns=renamed)
+    chance = chance_label_agreement(labels)
+    rows = []
+    for name, mu in mus.items():
+        mu = np.asarray(mu, np.float64)
+        ddof = 1 if len(mu) > 1 else 0
+        sim = cosine_similarities(mu)
+        off_diagonal = sim[np.isfinite(sim)]
+        row = {"model": name, "n_sentences": len(mu), "total_variance": float(mu.var(0, ddof=ddof).sum()),
+               "max_dim_std": float(mu.std(0, ddof=ddof).max())}
+        if active_units is not None:
+            row["active_units"] = int(active_units[name])
+        if logvars is not None:
+            row["mean_posterior_std"] = float(np.exp(0.5 * np.asarray(logvars[name], np.float64)).mean())
+        if pca is not None:
+            row["pca_half_range"] = float(np.abs(np.asarray(pca[name], float)).max())
+        row["mean_cosine"] = float(off_diagonal.mean()) if off_diagonal.size else float("nan")
+        row.update(silhouettes.loc[name].to_dict())
+        row.update(knn_agreement=neighbour_label_agreement(nearest_neighbours(sim, k), labels),
+                   chance_agreement=chance, k=k)
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -206,3 +206,29 @@ def trained_model_view(run, split: str = "valid", *, nll_index: Sequence[int], s
             "nll": float(nll.mean()), "iw_samples": iw_samples, "nll_sentences": len(nll),
             "samples": prior_samples(run, n_samples, seed=seed, max_len=max_len),
             "reconstructions": pd.DataFrame({"sentence": texts, "reconstruction": recon})}
+
+
+def playground_tables(generated: Mapping[str, pd.DataFrame], bleu: bool | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The static record of a latent playground (notebook 4's CSVs), from the tables it generated.
+
+    ``generated``: what was generated → a table with one text column per model, e.g.
+    ``{"interpolation": interpolation_table(...), "prior samples": prior_samples_table(...)}``
+    (index ``t`` or ``sample``). Returns
+
+    * ``texts``: one row per (source, position, model): columns ``source``, ``position`` (the
+      table's index value: t in [0, 1] or the sample number), ``model``, ``text``;
+    * ``diversity``: :func:`diversity` of each (source, model): columns ``source``, ``model``, ``n``,
+      ``unique``, ``unique_fraction`` (unique / n), ``distinct_1``, ``distinct_2``, ``self_bleu``,
+      ``mean_length``."""
+    texts, rows = [], []
+    for source, table in generated.items():
+        long = table.rename_axis("position").reset_index().melt(id_vars="position", var_name="model",
+                                                               value_name="text")
+        texts.append(long.assign(source=source)[["source", "position", "model", "text"]])
+        for model in table.columns:
+            d = diversity(list(table[model]), bleu)
+            rows.append({"source": source, "model": model, "n": d["n"], "unique": d["unique"],
+                         "unique_fraction": d["unique"] / d["n"] if d["n"] else float("nan"),
+                         "distinct_1": d["distinct_1"], "distinct_2": d["distinct_2"],
+                         "self_bleu": d["self_bleu"], "mean_length": d["mean_length"]})
+    return pd.concat(texts, ignore_index=True), pd.DataFrame(rows)

@@ -606,15 +606,23 @@ LABEL_MARKERS = "osD^vPX*<>"
 
 def latent_views(pca: Mapping[str, np.ndarray], tsne: Mapping[str, np.ndarray], labels: Sequence[str],
                  classes: Sequence[str] | None = None, pca_explained: Mapping[str, float] | None = None,
-                 legend_title: str = "label") -> Figure:
-    """Two views of the posterior means per model: one row per model, PCA (left) and t-SNE (right),
+                 legend_title: str = "label", zoom_below: float = 0.2) -> Figure:
+    """Two views of the posterior means per model: one column per model, PCA on top and t-SNE below,
     each point a sentence, coloured (and shaped) by its label.
 
+    The PCA panels share their axes (units of z, the same limits for every model): scale is the
+    point, so a collapsed model is a dot where a model that uses z is a cloud. A model whose PCA
+    points all lie within ``zoom_below`` of the shared half-range gets an inset in the upper right
+    of its panel with the same points zoomed (own ticks, titled "same points, zoomed ×k") and the
+    zoomed region marked on the panel. The t-SNE panels have no units and each its own axes.
+    The legend sits right of the panels, off the data.
+
     ``pca``, ``tsne``: model name → (N, 2) coordinates of the same N sentences (e.g.
-    :func:`bnvae_core.analysis.latent.pca_2d`, :func:`~bnvae_core.analysis.latent.tsne_2d`);
-    ``labels``: (N,) label names; ``classes``: the labels in legend order (default: order of first
-    appearance); ``pca_explained``: model name → fraction of μ's variance the two PCs keep (shown
-    in the title). PCA axes are in units of z; t-SNE axes have no units."""
+    :func:`bnvae_core.analysis.latent.pca_2d` — centred, so the clouds sit at 0 —,
+    :func:`~bnvae_core.analysis.latent.tsne_2d`); ``labels``: (N,) label names; ``classes``: the
+    labels in legend order (default: order of first appearance); ``pca_explained``: model name →
+    fraction of μ's variance the two PCs keep (shown in the title). Axes order in ``fig.axes``:
+    the PCA row (models in order), then the t-SNE row."""
     if not pca:
         raise ValueError("latent_views: no models given")
     missing = [name for name in pca if name not in tsne]
@@ -623,30 +631,55 @@ def latent_views(pca: Mapping[str, np.ndarray], tsne: Mapping[str, np.ndarray], 
     labels = np.asarray(labels)
     classes = list(dict.fromkeys(labels.tolist())) if classes is None else list(classes)
     colours = dict(zip(classes, palette(len(classes))))
-    markers = dict(zip(classes, LABEL_MARKERS))
-    fig = Figure(figsize=(11, 4.75 * len(pca)), layout="constrained")
-    axes = fig.subplots(len(pca), 2, squeeze=False)
-    for row, name in enumerate(pca):
+    shapes = dict(zip(classes, LABEL_MARKERS))
+    names = list(pca)
+    fig = Figure(figsize=(5.0 * len(names) + 2.0, 9.4), layout="constrained")
+    axes = fig.subplots(2, len(names), squeeze=False)
+
+    def scatter(ax, view, size=12):
+        for c in classes:
+            keep = labels == c
+            ax.scatter(view[keep, 0], view[keep, 1], s=size, alpha=0.7, color=colours[c],
+                       marker=shapes.get(c, "o"), label=c)
+
+    extent = {name: float(np.abs(np.asarray(pca[name], float)).max()) if len(pca[name]) else 0.0 for name in names}
+    half = 1.08 * max(max(extent.values()), 1e-12)
+    for col, name in enumerate(names):
+        ax = axes[0, col]
+        scatter(ax, pca[name])
         kept = f" ({100 * pca_explained[name]:.0f}% of the variance)" if pca_explained is not None else ""
-        for col, (view, title) in enumerate([(pca[name], f"PCA{kept}"), (tsne[name], "t-SNE of standardized μ")]):
-            ax = axes[row, col]
-            for c in classes:
-                keep = labels == c
-                ax.scatter(view[keep, 0], view[keep, 1], s=12, alpha=0.7, color=colours[c],
-                           marker=markers.get(c, "o"), label=c)
-            ax.set_title(f"{name}: {title}")
-            if col == 0:
-                ax.set_xlabel("PC 1 (units of z)")
-                ax.set_ylabel("PC 2 (units of z)")
-            else:
-                ax.set_xlabel("t-SNE 1 (no units)")
-                ax.set_ylabel("t-SNE 2 (no units)")
-    axes[0, 1].legend(title=legend_title, fontsize=8, markerscale=2, loc="best")
+        ax.set_title(f"{name}: PCA{kept}")
+        ax.set_xlim(-half, half)
+        ax.set_ylim(-half, half)
+        ax.set_xlabel("PC 1 (units of z, same axes for every model)")
+        ax.set_ylabel("PC 2 (units of z)")
+        if 0 < extent[name] < zoom_below * half:
+            inset = ax.inset_axes([0.57, 0.53, 0.40, 0.38])
+            scatter(inset, pca[name], size=5)
+            r = 1.1 * extent[name]
+            inset.set_xlim(-r, r)
+            inset.set_ylim(-r, r)
+            inset.tick_params(labelsize=7)
+            inset.xaxis.set_major_locator(MaxNLocator(3))
+            inset.yaxis.set_major_locator(MaxNLocator(3))
+            inset.set_title(f"same points, zoomed ×{half / r:.0f}", fontsize=8)
+            ax.indicate_inset_zoom(inset, edgecolor="black")
+        tsne_ax = axes[1, col]
+        scatter(tsne_ax, tsne[name])
+        tsne_ax.set_title(f"{name}: t-SNE of standardized μ")
+        tsne_ax.set_xlabel("t-SNE 1 (no units)")
+        tsne_ax.set_ylabel("t-SNE 2 (no units)")
+    handles, texts = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, texts, title=legend_title, fontsize=8, markerscale=2, loc="outside right upper")
     return fig
 
 
 #: (line style, marker) per way of using the labels (``mode`` of :func:`bnvae_core.analysis.classify.summarize`)
-MODE_STYLES = {"frozen": ("-", "o"), "finetune": ("--", "s"), "bow": ("-.", "^")}
+MODE_STYLES = {"reference": ("-", "D"), "frozen": ("--", "o"), "finetune": (":", "s"), "bow": ("-.", "^")}
+#: what each ``mode`` is, as the legend of :func:`accuracy_vs_labels` names it after the features
+MODE_LABELS = {"reference": "reference (the paper's protocol: fine-tuned encoder)",
+               "frozen": "frozen (linear probe of μ)", "finetune": "finetune (quick, no validation)",
+               "bow": "bag of words"}
 
 
 def accuracy_vs_labels(summary: pd.DataFrame, majority: float | None = None,
@@ -657,8 +690,11 @@ def accuracy_vs_labels(summary: pd.DataFrame, majority: float | None = None,
     ``summary``: :func:`bnvae_core.analysis.classify.summarize` rows, columns ``model, labels,
     accuracy_mean, accuracy_std`` (fractions) and optionally ``mode``. Colour = the features (the
     model name without its trailing ``", <mode>"``); line style and marker = the ``mode``
-    (:data:`MODE_STYLES`). ``majority``: the majority-class accuracy (a fraction), a dotted line,
-    and the y axis starts 5 points below it. ``label_sizes``: the x ticks (default: every N)."""
+    (:data:`MODE_STYLES`); the legend names a line ``"<features>, <what the mode is>"``
+    (:data:`MODE_LABELS`; a model name that does not end in its mode is shown as it is) and sits
+    right of the axes, off the data. ``majority``: the majority-class accuracy (a fraction), a
+    dotted line, and the y axis starts 5 points below it. ``label_sizes``: the x ticks (default:
+    every N)."""
     missing = [c for c in ("model", "labels", "accuracy_mean", "accuracy_std") if c not in summary.columns]
     if missing:
         raise ValueError(f"accuracy_vs_labels: summary lacks column(s) {', '.join(missing)}")
@@ -668,13 +704,15 @@ def accuracy_vs_labels(summary: pd.DataFrame, majority: float | None = None,
     modes = {m: str(summary.loc[summary["model"] == m, "mode"].iloc[0]) if "mode" in summary else "" for m in methods}
     features = {m: m.removesuffix(f", {modes[m]}") if modes[m] else m for m in methods}
     colours = dict(zip(dict.fromkeys(features.values()), palette(len(set(features.values())))))
-    fig = Figure(figsize=(9.5, 4.8), layout="constrained")
+    fig = Figure(figsize=(10.5, 4.8), layout="constrained")
     ax = fig.subplots()
     for method in methods:
         rows = summary[summary["model"] == method].sort_values("labels")
         linestyle, marker = MODE_STYLES.get(modes[method], ("-", "o"))
+        label = (f"{features[method]}, {MODE_LABELS.get(modes[method], modes[method])}"
+                 if features[method] != method else method)
         ax.errorbar(rows.labels, 100 * rows.accuracy_mean, yerr=100 * rows.accuracy_std,
-                    color=colours[features[method]], linestyle=linestyle, marker=marker, capsize=3, label=method)
+                    color=colours[features[method]], linestyle=linestyle, marker=marker, capsize=3, label=label)
     if majority is not None:
         ax.axhline(100 * majority, color="grey", linestyle=":", linewidth=1, label="majority class")
     sizes = sorted(summary["labels"].unique()) if label_sizes is None else list(label_sizes)
@@ -699,9 +737,10 @@ def kl_au_figure(history_by_model: Mapping[str, pd.DataFrame], nominal: float | 
     p(z|c); the titles say so by default).
 
     ``history_by_model``: name → ``run.history`` (columns ``epoch, split, kl, au``). ``nominal``:
-    a dotted reference line on the KL panel, e.g. BN-VAE's bound n γ²/2."""
+    a dotted reference line on the KL panel, e.g. BN-VAE's bound n γ²/2. The legend sits below
+    the two panels (off the data); epochs are integer ticks."""
     _check_models(history_by_model, ["epoch", "split", "kl", "au"], "kl_au_figure")
-    fig = Figure(figsize=(10, 3.6))
+    fig = Figure(figsize=(10, 4.3), layout="constrained")
     ax_kl, ax_au = fig.subplots(1, 2)
     for colour, (name, hist) in zip(palette(len(history_by_model)), history_by_model.items()):
         for split, style in (("train", "-"), ("valid", "--")):
@@ -713,8 +752,11 @@ def kl_au_figure(history_by_model: Mapping[str, pd.DataFrame], nominal: float | 
     ax_kl.set(title=kl_title, xlabel="epoch", ylabel=unit)
     ax_au.set(title=au_title, xlabel="epoch", ylabel="units (of nz)")
     ax_kl.set_ylim(bottom=0)
-    ax_kl.legend(fontsize="small")
-    fig.tight_layout()
+    ax_au.set_ylim(bottom=0)
+    for ax in (ax_kl, ax_au):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    handles, labels = ax_kl.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 3), fontsize="small")
     return fig
 
 
@@ -723,25 +765,39 @@ BOUND_COLUMNS = {"kl": "batch-mean KL", "bound_pointwise": "L₁ (always holds)"
                  "bnvae_bound": "½Σ(γ̃²+β²) (needs N(0, I) prior)", "nominal": "nγ²/2"}
 
 
-def kl_bounds_per_batch(bounds: pd.DataFrame, model: str | None = None, ax=None) -> Figure:
-    """A BN-CVAE's batch-mean KL and its lower bounds on training batches (nats per response,
-    symlog axis), one line per column of :data:`BOUND_COLUMNS` against the batch number.
+def kl_bounds_per_batch(bounds: pd.DataFrame, model: str | None = None, ax=None, sort: bool = True) -> Figure:
+    """A BN-CVAE's batch-mean KL and its lower bounds on training batches (nats per response), one
+    line per column of :data:`BOUND_COLUMNS`, on a linear axis from 0.
 
     ``bounds``: :func:`bnvae_core.metrics.dialogue.bn_bound_report` (columns ``batch`` and those of
-    :data:`BOUND_COLUMNS`). The two bounds that need a N(0, I) prior are dotted. ``model``: its
-    name, for the title."""
+    :data:`BOUND_COLUMNS`). ``sort``: batches ordered by their KL (x = rank 1 … B, integer ticks),
+    so that "KL ≥ L₁ ≥ L₂ on every batch" reads as three lines that never cross and the KL's
+    range is its span; otherwise x is the batch number (1 … B). The two references that need a
+    N(0, I) prior (½Σ(γ̃²+β²) and nγ²/2) are dotted. The legend sits right of the axes, off the
+    data. ``model``: its name, for the title."""
     missing = [c for c in ("batch", *BOUND_COLUMNS) if c not in bounds.columns]
     if missing:
         raise ValueError(f"kl_bounds_per_batch: bounds lack column(s) {', '.join(missing)}")
-    fig, ax = _new_axes(ax, figsize=(6.5, 3.6))
+    if bounds.empty:
+        raise ValueError("kl_bounds_per_batch: no batches")
+    rows = bounds.sort_values("kl", kind="stable") if sort else bounds.sort_values("batch", kind="stable")
+    x = np.arange(1, len(rows) + 1)
+    if ax is None:
+        fig = Figure(figsize=(8.6, 3.8), layout="constrained")
+        ax = fig.subplots()
+    else:
+        fig = ax.figure
     for colour, (column, label) in zip(palette(len(BOUND_COLUMNS)), BOUND_COLUMNS.items()):
-        ax.plot(bounds["batch"], bounds[column], marker="o" if column == "kl" else None, markersize=3,
-                linestyle=":" if column in ("bnvae_bound", "nominal") else "-", color=colour, label=label)
+        dotted = column in ("bnvae_bound", "nominal")
+        ax.plot(x, rows[column].to_numpy(), marker="o" if column == "kl" else None, markersize=4,
+                linestyle=":" if dotted else "-", linewidth=2.0 if dotted else 1.5, color=colour, label=label)
     title = "KL and its lower bounds on training batches"
-    ax.set(title=f"{model}: {title}" if model else title, xlabel="training batch", ylabel="nats per response")
-    ax.set_yscale("symlog", linthresh=1.0)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
+    ax.set(title=f"{model}: {title}" if model else title, ylabel="nats per response",
+           xlabel="training batch, sorted by its KL" if sort else "training batch")
+    ax.set_ylim(0, 1.08 * float(rows[list(BOUND_COLUMNS)].to_numpy().max()))
+    ax.set_xlim(0.5, len(rows) + 0.5)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return fig
 
 
@@ -1073,4 +1129,67 @@ def gamma_sweep_overview(kl_tables: Mapping[float, pd.DataFrame], summary: pd.Da
     a_kl.set_ylim(bottom=0)
     _sweep_panel(a_nll, summary, "nll", "IW-NLL per sentence (nats)", None)
     fig.tight_layout()
+    return fig
+
+
+# --- notebooks 04–06 (latent space, classification, conditional generation) ------------------------
+
+#: the diversity numbers :func:`latent_playground_figure` draws, and their axis labels
+PLAYGROUND_METRICS = {"unique_fraction": "unique sentences / n", "distinct_1": "distinct-1",
+                      "distinct_2": "distinct-2", "self_bleu": "self-BLEU (1 = all alike)"}
+
+
+def _text_table(ax, texts: pd.DataFrame, title: str, width: int = 58) -> None:
+    """A table of sentences drawn as text (rows: the index, columns: models), long ones shortened."""
+    ax.axis("off")
+    cells = [[_ellipsis(str(v), width) for v in row] for row in texts.to_numpy()]
+    index = [f"{v:g}" if isinstance(v, (float, np.floating)) else str(v) for v in texts.index]
+    table = ax.table(cellText=cells, rowLabels=index, colLabels=list(texts.columns), loc="upper center",
+                     cellLoc="left", colLoc="left")
+    table.auto_set_font_size(False)
+    table.set_fontsize(8)
+    table.scale(1.0, 1.25)
+    ax.set_title(f"{title}  ({texts.index.name})", fontsize="medium", loc="left")
+
+
+def latent_playground_figure(texts: pd.DataFrame, diversity: pd.DataFrame, width: int = 58) -> Figure:
+    """What the latent playground (:class:`bnvae_core.viz.widgets.LatentPlayground`) shows, as a
+    static figure: for each ``source`` (e.g. "interpolation", "prior samples") a table of the
+    generated sentences (rows: positions, columns: models; sentences longer than ``width``
+    characters shortened with "…"), and below a bar chart of their diversity — one group per
+    number of :data:`PLAYGROUND_METRICS`, one bar per (source, model), all in [0, 1].
+
+    ``texts``, ``diversity``: :func:`bnvae_core.analysis.playground.playground_tables` (columns
+    ``source, position, model, text`` and ``source, model`` + the metrics). A model that decodes
+    every z to the same sentence has unique/n = 1/n, low distinct-n and self-BLEU 1."""
+    missing = [c for c in ("source", "position", "model", "text") if c not in texts.columns]
+    missing += [c for c in ("source", "model", *PLAYGROUND_METRICS) if c not in diversity.columns]
+    if missing:
+        raise ValueError(f"latent_playground_figure: missing column(s) {', '.join(missing)}")
+    sources = list(dict.fromkeys(texts["source"]))
+    models = list(dict.fromkeys(texts["model"]))
+    heights = [0.6 + 0.3 * texts[texts.source == s].position.nunique() for s in sources] + [2.8]
+    fig = Figure(figsize=(6.0 * len(models) + 1.5, sum(heights)), layout="constrained")
+    axes = fig.subplots(len(sources) + 1, 1, gridspec_kw={"height_ratios": heights})
+    for ax, source in zip(axes, sources):
+        wide = texts[texts.source == source].pivot(index="position", columns="model", values="text")
+        wide = wide[[m for m in models if m in wide.columns]]
+        wide.index.name = "t" if source.startswith("interp") else "sample"
+        _text_table(ax, wide, source, width)
+    ax = axes[-1]
+    bars = diversity[["source", "model"]].drop_duplicates().to_records(index=False).tolist()
+    colours = dict(zip(models, palette(len(models))))
+    hatches = dict(zip(sources, ["", "//", "..", "xx"]))
+    x = np.arange(len(PLAYGROUND_METRICS))
+    w = 0.8 / max(len(bars), 1)
+    for i, (source, model) in enumerate(bars):
+        row = diversity[(diversity.source == source) & (diversity.model == model)].iloc[0]
+        values = [float(row[m]) for m in PLAYGROUND_METRICS]
+        ax.bar(x - 0.4 + (i + 0.5) * w, values, width=w, color=colours.get(model), hatch=hatches.get(source, ""),
+               edgecolor="black", linewidth=0.5, label=f"{model}, {source}")
+    ax.set_xticks(x, list(PLAYGROUND_METRICS.values()))
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("fraction")
+    ax.set_title("diversity of the generated sentences", fontsize="medium", loc="left")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return fig
