@@ -295,7 +295,7 @@ def gamma_bound(gammas: Sequence[float] | None = None, measured_train_kl: Sequen
     their γ (so series of nearly equal values stay distinguishable; the legend says so);
     ``highlight``: marks one γ on the curve (the slider of :mod:`bnvae_core.viz.widgets`);
     ``legend_outside``: the legend right of the axes, off the data."""
-    fig, ax = _new_axes(ax, figsize=(6.0, 4.2))
+    fig, ax = _new_axes(ax, figsize=(10.0, 4.2) if legend_outside else (6.0, 4.2))   # room for a legend beside the axes
     lo = min([0.0] + list(gammas or []))
     hi = max([1.0] + list(gammas or []) + ([highlight] if highlight is not None else []))
     grid = np.asarray(gamma_grid if gamma_grid is not None else np.linspace(lo, hi * 1.05, 200), float)
