@@ -490,6 +490,14 @@ def test_step_curves_kl_and_weight_and_bound():
     assert "nats" in rec_ax.get_ylabel()
 
 
+def test_step_curves_log_kl_axis():
+    fig = plots.step_curves({"VAE": step_log([0.1, 30.0, 0.02, 0.01])}, panels=("kl",), bound=5.76, log_kl=True)
+    (ax,) = [ax for ax in visible_axes(fig) if ax.get_title()]
+    assert ax.get_yscale() == "log"
+    low, high = ax.get_ylim()
+    assert low <= 0.01 and high >= 30.0                     # the spike and the collapsed values both on the axis
+
+
 def test_step_curves_one_panel_linear_and_errors():
     fig = plots.step_curves({"VAE": step_log([1.0, 0.5, 0.1])}, panels=("kl",), log_steps=False, max_step=10)
     titled = [ax for ax in visible_axes(fig) if ax.get_title()]

@@ -1101,7 +1101,7 @@ STEP_PANELS = {
 def step_curves(steps_by_model: Mapping[str, pd.DataFrame], bound: float | None = None,
                 panels: Sequence[str] = ("kl", "rec"), steps_per_epoch: int | None = None,
                 max_step: int | None = None, log_steps: bool = True, smooth: int = 1,
-                axes=None) -> Figure:
+                axes=None, log_kl: bool = False) -> Figure:
     """Collapse as it happens: the per-step training log of each model, one colour per model, one
     panel per column of ``panels`` (:data:`STEP_PANELS`, stacked, sharing the step axis), and the
     KL weight w_t on a twin axis of the KL panel (grey, right-hand scale 0–1).
@@ -1113,7 +1113,9 @@ def step_curves(steps_by_model: Mapping[str, pd.DataFrame], bound: float | None 
     step axis (e.g. the total of a run still training). ``log_steps``: a logarithmic step axis, so
     the first dozens of steps (where a VAE's KL rises and collapses) and the thousands after are
     both visible. ``smooth``: a centred rolling mean over this many logged rows of the
-    reconstruction (its batches differ in length, so raw values jump); the KL is drawn raw."""
+    reconstruction (its batches differ in length, so raw values jump); the KL is drawn raw.
+    ``log_kl``: a logarithmic KL axis, so a spike of tens of nats, the bound and a collapsed
+    model's hundredths of a nat are all readable on one panel."""
     unknown = [p for p in panels if p not in STEP_PANELS]
     if unknown or not panels:
         raise ValueError(f"step_curves: panels must be some of {list(STEP_PANELS)}, got {list(panels)}")
@@ -1137,7 +1139,10 @@ def step_curves(steps_by_model: Mapping[str, pd.DataFrame], bound: float | None 
         ax.set_title(title + (f" (rolling mean of {smooth} logged batches)" if panel == "rec" and smooth > 1 else ""))
         ax.set_ylabel(ylabel, fontsize="small")
         if panel == "kl":
-            ax.set_ylim(bottom=0)
+            if log_kl:
+                ax.set_yscale("log")
+            else:
+                ax.set_ylim(bottom=0)
             if bound is not None:
                 ax.axhline(bound, color="black", linestyle=":", label=f"n γ²/2 = {bound:.2f} nats (BN-VAE's bound)")
         if steps_per_epoch:
