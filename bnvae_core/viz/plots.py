@@ -137,9 +137,10 @@ def training_curves(history_by_model: Mapping[str, pd.DataFrame],
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel)
         if metric == "kl":
-            if bound is not None:
+            if bound is not None:     # labelled on the line itself: a second legend would sit on the data
                 ax.axhline(bound, color="black", linestyle=":", label=f"n γ²/2 = {bound:.2f} nats")
-                _legend(ax, fontsize="small")
+                ax.annotate(f"n γ²/2 = {bound:.2f} nats", xy=(0.99, bound), xycoords=("axes fraction", "data"),
+                            xytext=(0, -3), textcoords="offset points", ha="right", va="top", fontsize="small")
             ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
     for ax in flat[len(metrics):]:
         ax.set_visible(False)
