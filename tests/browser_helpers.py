@@ -365,6 +365,14 @@ class LabNotebook:
               return imgs.length ? imgs[imgs.length - 1].getAttribute('src') : null;
             }""")
 
+    def widget_text(self, slider) -> str:
+        """The text of the output that holds ``slider`` (what HTML widgets beside it say)."""
+        return slider.evaluate("""
+            (el) => {
+              const out = el.closest('.jp-OutputArea-output');
+              return out ? out.innerText : '';
+            }""")
+
     def widget_area(self, slider):
         """The cell output holding ``slider`` and whatever the widget draws (for screenshots)."""
         return slider.locator("xpath=ancestor::div[contains(@class, 'jp-OutputArea-output')][1]")

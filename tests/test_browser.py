@@ -2,8 +2,9 @@
 
 What a reader does, done by Playwright in Debian's ``/usr/bin/chromium``: open
 ``03_gamma_bound.ipynb`` in JupyterLab, Run → Run All Cells, wait for every cell to finish,
-check no cell failed, then move the γ slider (BN-VAE's fixed BN scale, Zhu et al. 2020 §3.2)
-with the keyboard and check the plot it drives was redrawn. This is what papermill cannot
+check no cell failed, then move the γ slider of the trained γ explorer (``TrainedGammaExplorer``:
+each position is a BN-VAE *trained* with that fixed BN scale γ, Zhu et al. 2020 §3.2) with the
+keyboard and check the plot it drives was redrawn and its text now describes the other model. This is what papermill cannot
 test: that the ipywidgets frontend (``jupyterlab_widgets``) really loads in Lab and that the
 slider's callback reaches the kernel and comes back as a new image.
 
@@ -38,7 +39,7 @@ pytestmark = [pytest.mark.browser,
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 GAMMA_NOTEBOOK = "03_gamma_bound.ipynb"
 #: seconds allowed for Run All at smoke size: about 20 s with the model cache warm, a few minutes
-#: when notebook 03 trains its 4 smoke-size models first (the machine is shared)
+#: when notebook 03 trains its smoke-size sweep (3 models) and notebook 1's BN-VAE first (the machine is shared)
 RUN_ALL_TIMEOUT_S = 420
 #: seconds allowed for one slider move to come back as a new image
 REDRAW_TIMEOUT_S = 60
@@ -137,6 +138,7 @@ def exercise_slider_notebook(browser, lab, name: str, description: str, screensh
         slider.wait_for(state="visible", timeout=30_000)   # the widget frontend rendered it
         slider.scroll_into_view_if_needed()
         src_before = nb.widget_image_src(slider)
+        text_before = nb.widget_text(slider)
         assert src_before and src_before.startswith("data:image/png"), \
             f"{name}: no plot image next to the {description!r} slider (src={str(src_before)[:60]!r})"
         area = nb.widget_area(slider)
@@ -154,10 +156,12 @@ def exercise_slider_notebook(browser, lab, name: str, description: str, screensh
         png_after = area.screenshot(path=str(shots["widget_after"]))
         shots["after_slider"] = nb.screenshot("4-after-slider")
 
+        text_after = nb.widget_text(slider)
         assert src_after != src_before, f"{name}: the plot image is unchanged after moving the slider"
         assert png_after != png_before, f"{name}: the rendered widget looks the same after moving the slider"
         assert not nb.error_outputs(), f"{name}: errors after moving the slider: {nb.error_outputs()}"
         return {"run_all_s": run_all_s, "values": (value_before, value_after), "screenshots": shots,
+                "text": (text_before, text_after),
                 "console_errors": nb.console_errors}
     except BaseException:
         try:   # what the browser showed when it failed
@@ -177,10 +181,15 @@ def test_widget_frontend_redraws_a_matplotlib_plot_in_lab(browser, lab, screensh
 
 
 def test_gamma_bound_notebook_in_jupyterlab(browser, lab, screenshots_dir):
-    """03_gamma_bound.ipynb: Run All clean at smoke size, then the γ slider redraws the plot."""
+    """03_gamma_bound.ipynb: Run All clean at smoke size, then the trained γ explorer's slider
+    switches to another trained model: a new plot, and a text that names the new γ."""
     source = NOTEBOOKS_DIR / GAMMA_NOTEBOOK
     assert source.exists(), f"notebooks/{GAMMA_NOTEBOOK} is missing"
     shutil.copy2(source, lab.root_dir / GAMMA_NOTEBOOK)   # the newest committed version
     result = exercise_slider_notebook(browser, lab, GAMMA_NOTEBOOK, "γ", screenshots_dir)
-    print(f"{GAMMA_NOTEBOOK}: Run All {result['run_all_s']:.0f} s; γ {result['values'][0]} → "
-          f"{result['values'][1]}; screenshots: {sorted(str(p) for p in result['screenshots'].values())}")
+    (before, after), (text_before, text_after) = result["values"], result["text"]
+    # the explorer's HTML starts "γ = <value>: mean KL …" for the model it shows
+    assert f"γ = {before}" in text_before and f"γ = {after}" in text_after, (text_before[:120], text_after[:120])
+    assert "Samples from the prior" in text_after and "Reconstructions" in text_after
+    print(f"{GAMMA_NOTEBOOK}: Run All {result['run_all_s']:.0f} s; γ {before} → {after}; "
+          f"screenshots: {sorted(str(p) for p in result['screenshots'].values())}")

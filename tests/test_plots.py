@@ -188,14 +188,21 @@ def test_mu_before_after_bn_three_panels():
     rng = np.random.default_rng(0)
     pre = rng.normal(size=(100, NZ))                           # s² ≫ ε: no shrinkage
     post, _ = batch_normalize_means(pre, gamma=0.6)
-    fig = plots.mu_before_after_bn(pre, post, gamma=0.6)
+    kl_dim = 0.5 * (post ** 2).mean(0) + 0.1                   # the whole KL_j ≥ its mean part
+    fig = plots.mu_before_after_bn(pre, post, gamma=0.6, kl_per_dim=kl_dim)
     axes = visible_axes(fig)
     assert len(axes) == 3
-    assert "nats" in axes[2].get_ylabel()
-    after = axes[2].get_lines()[1].get_ydata()
-    np.testing.assert_allclose(after, 0.5 * 0.36, rtol=1e-3)   # BN pins ½ mean μ̂_j² at γ²/2 (β = 0)
+    assert "nats" in axes[2].get_ylabel() and "enters the KL" in axes[2].get_title()
+    mean_part, whole, floor = axes[2].get_lines()[:3]
+    np.testing.assert_allclose(mean_part.get_ydata(), 0.5 * 0.36, rtol=1e-3)   # BN pins ½ mean μ̂_j² at γ²/2 (β = 0)
+    np.testing.assert_allclose(whole.get_ydata(), kl_dim)
+    assert floor.get_ydata()[0] == pytest.approx(0.18)
+    # only the after-BN μ̂ enters the KL: no pre-BN series in the right panel (no "KL floor before BN")
+    assert not any("before" in line.get_label() for line in axes[2].get_lines())
     with pytest.raises(ValueError, match="equal shape"):
         plots.mu_before_after_bn(pre, post[:, :2])
+    with pytest.raises(ValueError, match="kl_per_dim"):
+        plots.mu_before_after_bn(pre, post, kl_per_dim=kl_dim[:3])
 
 
 def test_drawing_into_given_axes_returns_that_figure():
@@ -497,3 +504,85 @@ def test_latent_playground_figure_text_tables_then_diversity_bars():
     assert bars_ax.get_ylim() == (0, 1.05)
     with pytest.raises(ValueError, match="self_bleu"):
         plots.latent_playground_figure(texts, diversity.drop(columns="self_bleu"))
+
+
+def step_log(kl, epochs: int = 2, warmup: int | None = None) -> pd.DataFrame:
+    """A run.step_rows-like table: one row per step, ``len(kl)`` steps over ``epochs`` epochs."""
+    n = len(kl)
+    steps = np.arange(1, n + 1)
+    warmup = warmup or n
+    return pd.DataFrame({"split": "step", "step": steps, "epoch": 1 + (steps - 1) * epochs // n,
+                         "kl": np.asarray(kl, float), "rec": 50.0 - steps / n,
+                         "kl_weight": np.minimum(1.0, (steps - 1) / warmup), "lr": 1.0})
+
+
+def test_step_curves_kl_and_weight_and_bound():
+    vae = step_log([0.1, 3.0, 1.5, 0.2, 0.02, 0.01, 0.01, 0.02])
+    bn = step_log([5.0, 7.0, 6.2, 6.0, 5.9, 6.1, 5.8, 6.0])
+    fig = plots.step_curves({"VAE": vae, "BN-VAE": bn}, bound=5.76, steps_per_epoch=4, smooth=3)
+    kl_ax, rec_ax = [ax for ax in visible_axes(fig) if ax.get_title()][:2]
+    assert "KL" in kl_ax.get_title() and "nats" in kl_ax.get_ylabel() and kl_ax.get_xscale() == "log"
+    curves = {line.get_label(): line for line in kl_ax.get_lines()}
+    np.testing.assert_allclose(curves["VAE"].get_ydata(), vae["kl"])
+    np.testing.assert_allclose(curves["BN-VAE"].get_xdata(), bn["step"])
+    bound = [line for label, line in curves.items() if label.startswith("n γ²/2")]
+    assert bound and bound[0].get_ydata()[0] == pytest.approx(5.76)
+    twin = [ax for ax in fig.axes if ax is not kl_ax and ax.bbox.bounds == kl_ax.bbox.bounds]
+    assert twin, "the KL weight is drawn on a twin axis of the KL panel"
+    np.testing.assert_allclose(twin[0].get_lines()[0].get_ydata(), vae["kl_weight"])
+    assert twin[0].get_ylim() == (0, 1.05)
+    legend = [t.get_text() for t in kl_ax.get_legend().get_texts()]
+    assert "KL weight w_t (right axis)" in legend and "VAE" in legend
+    # the legend sits right of the axes, off the data
+    assert kl_ax.get_legend().get_bbox_to_anchor().x0 > kl_ax.get_window_extent().x1 - 1
+    # the reconstruction is smoothed by a centred rolling mean of 3 logged rows
+    np.testing.assert_allclose(rec_ax.get_lines()[0].get_ydata(),
+                               vae["rec"].rolling(3, center=True, min_periods=1).mean())
+    assert "nats" in rec_ax.get_ylabel()
+
+
+def test_step_curves_log_kl_axis():
+    fig = plots.step_curves({"VAE": step_log([0.1, 30.0, 0.02, 0.01])}, panels=("kl",), bound=5.76, log_kl=True)
+    (ax,) = [ax for ax in visible_axes(fig) if ax.get_title()]
+    assert ax.get_yscale() == "log"
+    low, high = ax.get_ylim()
+    assert low <= 0.01 and high >= 30.0                     # the spike and the collapsed values both on the axis
+
+
+def test_step_curves_one_panel_linear_and_errors():
+    fig = plots.step_curves({"VAE": step_log([1.0, 0.5, 0.1])}, panels=("kl",), log_steps=False, max_step=10)
+    titled = [ax for ax in visible_axes(fig) if ax.get_title()]
+    assert len(titled) == 1 and titled[0].get_xscale() == "linear" and titled[0].get_xlim() == (1, 10)
+    with pytest.raises(ValueError, match="panels"):
+        plots.step_curves({"VAE": step_log([1.0])}, panels=("elbo",))
+    with pytest.raises(ValueError, match="lacks column"):
+        plots.step_curves({"VAE": step_log([1.0]).drop(columns="kl_weight")})
+
+
+def test_training_curves_draw_the_bound_on_the_kl_panel():
+    fig = plots.training_curves({"VAE": history(0)}, bound=5.76)
+    kl_ax = [ax for ax in visible_axes(fig) if ax.get_title().startswith("KL")][0]
+    assert any(line.get_label().startswith("n γ²/2") and line.get_ydata()[0] == pytest.approx(5.76)
+               for line in kl_ax.get_lines())
+
+
+def test_kl_vs_length_draws_the_bound():
+    fig = plots.kl_vs_length({"a": kl_table(0)}, bound=5.76)
+    (ax,) = visible_axes(fig)
+    mean_line, bound = ax.get_lines()
+    assert bound.get_label().startswith("n γ²/2") and bound.get_ydata()[0] == pytest.approx(5.76)
+
+
+def test_gamma_bound_extra_series_are_distinguishable():
+    gammas = [0.3, 0.6]
+    same = [1.0, 5.0]                                           # two series with equal values
+    fig = plots.gamma_bound(gammas, measured_train_kl=[2, 6], nz=32, dodge=0.02, legend_outside=True,
+                            extra_points={"a": same, "b": same})
+    (ax,) = visible_axes(fig)
+    a, b = ax.get_lines()[2:4]
+    assert a.get_marker() != b.get_marker()
+    assert a.get_markerfacecolor() != b.get_markerfacecolor()   # one filled, one open
+    np.testing.assert_allclose(b.get_xdata() - a.get_xdata(), 0.02)
+    np.testing.assert_allclose((a.get_xdata() + b.get_xdata()) / 2, gammas)   # centred on their γ
+    assert "drawn" in a.get_label() and "γ" in a.get_label()
+    assert ax.get_legend().get_bbox_to_anchor().x0 > ax.get_window_extent().x1 - 1

@@ -99,8 +99,10 @@ def _check_models(tables: Mapping[str, pd.DataFrame], needed: Sequence[str], wha
 
 
 def training_curves(history_by_model: Mapping[str, pd.DataFrame],
-                    metrics: Sequence[str] = ("rec", "kl", "elbo", "au"), axes=None) -> Figure:
+                    metrics: Sequence[str] = ("rec", "kl", "elbo", "au"), axes=None,
+                    bound: float | None = None) -> Figure:
     """One panel per metric over epochs; a colour per model, solid = train, dashed = valid.
+    ``bound``: a dotted line on the KL panel (BN-VAE's ``n γ²/2``, in nats).
 
     ``history_by_model``: name → ``run.history`` (columns ``epoch, split, rec, kl, au``).
     The ELBO of train rows is ``−(rec + kl)`` (the logged train ``loss`` weights the KL by
@@ -135,6 +137,10 @@ def training_curves(history_by_model: Mapping[str, pd.DataFrame],
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel)
         if metric == "kl":
+            if bound is not None:     # labelled on the line itself: a second legend would sit on the data
+                ax.axhline(bound, color="black", linestyle=":", label=f"n γ²/2 = {bound:.2f} nats")
+                ax.annotate(f"n γ²/2 = {bound:.2f} nats", xy=(0.99, bound), xycoords=("axes fraction", "data"),
+                            xytext=(0, -3), textcoords="offset points", ha="right", va="top", fontsize="small")
             ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
     for ax in flat[len(metrics):]:
         ax.set_visible(False)
@@ -213,10 +219,12 @@ def kl_cdf(df_by_model: Mapping[str, pd.DataFrame], ax=None, thresholds: Sequenc
 
 
 def kl_vs_length(df_by_model: Mapping[str, pd.DataFrame], ax=None, max_points: int = 2000,
-                 seed: int = 0) -> Figure:
+                 seed: int = 0, bound: float | None = None) -> Figure:
     """Per-sentence KL against sentence length (tokens): faint points plus the mean per length.
 
-    ``max_points`` sentences per model are drawn (a seeded subsample) so the figure stays light."""
+    ``max_points`` sentences per model are drawn (a seeded subsample) so the figure stays light.
+    ``bound``: a dotted horizontal line, BN-VAE's ``n γ²/2`` (a bound on the mean KL of a training
+    batch, not on each sentence's)."""
     _check_models(df_by_model, ["kl", "length"], "kl_vs_length")
     fig, ax = _new_axes(ax, figsize=(6.5, 4.0))
     rng = np.random.default_rng(seed)
@@ -226,6 +234,8 @@ def kl_vs_length(df_by_model: Mapping[str, pd.DataFrame], ax=None, max_points: i
         means = df.groupby("length")["kl"].mean()
         ax.plot(means.index, means.to_numpy(), color=colour, marker="o", markersize=3,
                 label=f"{name}: mean per length")
+    if bound is not None:
+        ax.axhline(bound, color="black", linestyle=":", label=f"n γ²/2 = {bound:.2f} nats (bounds the batch mean)")
     ax.set_xlabel("sentence length (tokens)")
     ax.set_ylabel(KL_LABEL)
     _legend(ax, fontsize="small")
@@ -275,15 +285,18 @@ def gamma_bound(gammas: Sequence[float] | None = None, measured_train_kl: Sequen
                 measured_eval_kl: Sequence[float] | None = None, nz: int = 32, ax=None,
                 gamma_grid: Sequence[float] | None = None,
                 extra_points: Mapping[str, Sequence[float]] | None = None,
-                highlight: float | None = None) -> Figure:
+                highlight: float | None = None, dodge: float = 0.0, legend_outside: bool = False) -> Figure:
     """The theoretical curve ``n γ²/2`` against γ, with measured KLs as points.
 
     ``gammas``: the γ of each measured run; ``measured_train_kl``: train-mode KL (BN with batch
     statistics: the bound holds) — filled circles; ``measured_eval_kl``: eval-mode KL (running
     statistics: approximate) — open squares; ``extra_points``: label → values aligned with
-    ``gammas`` (e.g. the smallest batch KL); ``highlight``: marks one γ on the curve (the slider
-    of :mod:`bnvae_core.viz.widgets`)."""
-    fig, ax = _new_axes(ax, figsize=(6.0, 4.2))
+    ``gammas`` (e.g. the smallest batch KL), each with its own marker shape (▲, ▼, ◆, …; open
+    and filled alternate); ``dodge``: the extra series are drawn this far apart in γ, centred on
+    their γ (so series of nearly equal values stay distinguishable; the legend says so);
+    ``highlight``: marks one γ on the curve (the slider of :mod:`bnvae_core.viz.widgets`);
+    ``legend_outside``: the legend right of the axes, off the data."""
+    fig, ax = _new_axes(ax, figsize=(10.0, 4.2) if legend_outside else (6.0, 4.2))   # room for a legend beside the axes
     lo = min([0.0] + list(gammas or []))
     hi = max([1.0] + list(gammas or []) + ([highlight] if highlight is not None else []))
     grid = np.asarray(gamma_grid if gamma_grid is not None else np.linspace(lo, hi * 1.05, 200), float)
@@ -293,12 +306,14 @@ def gamma_bound(gammas: Sequence[float] | None = None, measured_train_kl: Sequen
             [("train-mode KL (batch statistics)", measured_train_kl, dict(marker="o")),
              ("eval-mode KL (running statistics)", measured_eval_kl,
               dict(marker="s", markerfacecolor="none", markeredgewidth=1.5))]
-            + [(k, v, dict(marker="^")) for k, v in (extra_points or {}).items()], colours):
+            + _extra_point_styles(extra_points or {}, dodge), colours):
         if values is None:
             continue
         if gammas is None or len(values) != len(gammas):
             raise ValueError(f"gamma_bound: {label}: need one value per gamma ({len(gammas or [])})")
-        ax.plot(gammas, values, linestyle="none", color=colour, markersize=7, label=label, **style)
+        shift = style.pop("shift", 0.0)
+        ax.plot(np.asarray(gammas, float) + shift, values, linestyle="none", color=colour, markersize=7,
+                label=label, **style)
     if highlight is not None:
         ax.plot([highlight], nominal_bound([highlight], nz), marker="*", markersize=14, color=colours[-1],
                 linestyle="none", label=f"γ = {highlight:.2f}: {nominal_bound([highlight], nz)[0]:.2f} nats")
@@ -306,7 +321,10 @@ def gamma_bound(gammas: Sequence[float] | None = None, measured_train_kl: Sequen
     ax.set_ylabel("KL per sentence (nats)")
     ax.set_xlim(grid[0], grid[-1])
     ax.set_ylim(bottom=0)
-    _legend(ax, fontsize="small")
+    if legend_outside:
+        _legend(ax, fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
+    else:
+        _legend(ax, fontsize="small")
     fig.tight_layout()
     return fig
 
@@ -336,41 +354,52 @@ def kl_floor_vs_spread(batch_var: Sequence[float], measured_floor: Sequence[floa
 
 
 def mu_before_after_bn(mu_pre: np.ndarray, mu_post: np.ndarray, gamma: float | None = None,
-                       axes=None, bins: int = 60) -> Figure:
-    """What BN does to the posterior means: three panels.
+                       axes=None, bins: int = 60, kl_per_dim: np.ndarray | None = None) -> Figure:
+    """What BN does to the posterior means, and what of it enters the KL: three panels.
 
-    ``mu_pre``, ``mu_post``: (N, nz) μ before BN (``model.encoder``) and after (``model.encode``).
+    ``mu_pre``, ``mu_post``: (N, nz) μ before BN (``model.encode_raw``) and after (``model.encode``).
     Left/middle: histograms of all N·nz entries before and after (after: with the prior N(0, 1)
-    for reference). Right: per dimension, ``½ mean_x μ_j²`` before and after BN — the part of the
-    KL that μ alone forces, in nats; BN pins it near ``(γ² + β_j²)/2`` (dotted: γ²/2)."""
+    for reference). Right: per dimension j, what enters the KL — only the after-BN μ̂ does (the
+    pre-BN μ is an internal activation, never a posterior mean): its mean-square part
+    ``½ mean_x μ̂_j²`` (nats), the least ``E_x KL_j`` can be since ``KL_j ≥ ½ μ̂_j²``, and, with
+    ``kl_per_dim`` (nz,), the whole ``E_x KL_j`` (e.g. the means of the ``kl_j`` columns of
+    :func:`bnvae_core.metrics.text.kl_per_example`); dotted: γ²/2, where BN with batch statistics
+    pins the mean-square part (plus β_j²/2)."""
     mu_pre, mu_post = np.asarray(mu_pre, float), np.asarray(mu_post, float)
     if mu_pre.ndim != 2 or mu_pre.shape != mu_post.shape:
         raise ValueError(f"mu_before_after_bn: need two (N, nz) arrays of equal shape, "
                          f"got {mu_pre.shape} and {mu_post.shape}")
+    if kl_per_dim is not None and np.shape(kl_per_dim) != (mu_post.shape[1],):
+        raise ValueError(f"mu_before_after_bn: kl_per_dim must have shape ({mu_post.shape[1]},), "
+                         f"got {np.shape(kl_per_dim)}")
     fig, axes = _new_axes(axes, nrows=1, ncols=3, figsize=(14.0, 3.8))
     a_pre, a_post, a_dim = np.ravel(axes)[:3]
     c = palette(3)
     a_pre.hist(mu_pre.ravel(), bins=bins, density=True, color=c[0], alpha=0.8, label="before BN")
-    a_pre.set_xlabel("μ_j(x) before BN (latent units)")
+    a_pre.set_xlabel("μ_j(x) before BN (encoder output)")
     a_pre.set_ylabel("density")
     a_pre.set_title(f"before BN: sd {mu_pre.std():.3g}")
-    a_pre.legend(fontsize="small")
+    a_pre.legend(fontsize="small", loc="upper left")
     a_post.hist(mu_post.ravel(), bins=bins, density=True, color=c[1], alpha=0.8, label="after BN")
     xs = np.linspace(min(-3.0, mu_post.min()), max(3.0, mu_post.max()), 200)
     a_post.plot(xs, np.exp(-xs ** 2 / 2) / np.sqrt(2 * np.pi), color="black", linestyle=":", label="prior N(0, 1)")
     a_post.set_xlabel("μ̂_j(x) after BN (latent units)")
     a_post.set_ylabel("density")
     a_post.set_title(f"after BN: sd {mu_post.std():.3g}")
-    a_post.legend(fontsize="small")
-    j = np.arange(mu_pre.shape[1])
-    a_dim.plot(j, 0.5 * (mu_pre ** 2).mean(0), marker="o", markersize=3, color=c[0], label="before BN")
-    a_dim.plot(j, 0.5 * (mu_post ** 2).mean(0), marker="o", markersize=3, color=c[1], label="after BN")
+    a_post.legend(fontsize="small", loc="upper left")
+    j = np.arange(mu_post.shape[1])
+    a_dim.plot(j, 0.5 * (mu_post ** 2).mean(0), marker="s", markersize=3, color=c[1], linestyle="none",
+               label="½ mean_x μ̂_j² (after BN)")
+    if kl_per_dim is not None:
+        a_dim.plot(j, np.asarray(kl_per_dim, float), marker="o", markersize=4, color=c[2], linestyle="none",
+                   markerfacecolor="none", label="E_x KL_j (whole KL)")
     if gamma is not None:
-        a_dim.axhline(gamma ** 2 / 2, color="black", linestyle=":", label=f"γ²/2 = {gamma ** 2 / 2:.3f} nats")
+        a_dim.axhline(gamma ** 2 / 2, color="black", linestyle=":", label=f"γ²/2 = {gamma ** 2 / 2:.3g} nats")
+    a_dim.set_ylim(bottom=0)
     a_dim.set_xlabel("latent dimension j")
-    a_dim.set_ylabel("½ mean μ_j² (nats)")
-    a_dim.set_title("KL floor per dimension")
-    a_dim.legend(fontsize="small")
+    a_dim.set_ylabel("nats per sentence")
+    a_dim.set_title("what enters the KL, per dimension")
+    a_dim.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0)
     fig.tight_layout()
     return fig
 
@@ -1117,6 +1146,87 @@ def trained_gamma_view(gamma: float, kl_table: pd.DataFrame, summary: pd.DataFra
     return fig
 
 
+# --- notebooks 01-03: the per-step log (collapse as it happens) ----------------------------
+
+#: column of a per-step log (``run.step_rows``) → (panel title, y label) of :func:`step_curves`
+STEP_PANELS = {
+    "kl": ("KL of each training batch", "KL(q(z|x) ‖ p(z)), batch mean (nats per sentence)"),
+    "rec": ("reconstruction of each training batch", "−E_q log p(x|z), batch mean (nats per sentence)"),
+}
+
+
+def step_curves(steps_by_model: Mapping[str, pd.DataFrame], bound: float | None = None,
+                panels: Sequence[str] = ("kl", "rec"), steps_per_epoch: int | None = None,
+                max_step: int | None = None, log_steps: bool = True, smooth: int = 1,
+                axes=None, log_kl: bool = False) -> Figure:
+    """Collapse as it happens: the per-step training log of each model, one colour per model, one
+    panel per column of ``panels`` (:data:`STEP_PANELS`, stacked, sharing the step axis), and the
+    KL weight w_t on a twin axis of the KL panel (grey, right-hand scale 0–1).
+
+    ``steps_by_model``: name → the ``split == 'step'`` rows of ``run.history`` (columns ``step,
+    kl, rec, kl_weight``; the batch-mean KL and reconstruction in nats per sentence, logged every
+    ``log_every`` steps). ``bound``: a dotted line on the KL panel, BN-VAE's ``n γ²/2``.
+    ``steps_per_epoch``: epoch boundaries (faint vertical lines). ``max_step``: the right end of the
+    step axis (e.g. the total of a run still training). ``log_steps``: a logarithmic step axis, so
+    the first dozens of steps (where a VAE's KL rises and collapses) and the thousands after are
+    both visible. ``smooth``: a centred rolling mean over this many logged rows of the
+    reconstruction (its batches differ in length, so raw values jump); the KL is drawn raw.
+    ``log_kl``: a logarithmic KL axis, so a spike of tens of nats, the bound and a collapsed
+    model's hundredths of a nat are all readable on one panel."""
+    unknown = [p for p in panels if p not in STEP_PANELS]
+    if unknown or not panels:
+        raise ValueError(f"step_curves: panels must be some of {list(STEP_PANELS)}, got {list(panels)}")
+    _check_models(steps_by_model, ["step", "kl_weight", *panels], "step_curves")
+    fig, axes = _new_axes(axes, nrows=len(panels), ncols=1, figsize=(9.0, 3.3 * len(panels) + 0.4))
+    flat = [axes] if isinstance(axes, Axes) else list(np.ravel(axes))
+    colours = palette(len(steps_by_model))
+    ends = [int(df["step"].max()) for df in steps_by_model.values() if len(df)]
+    right = max_step if max_step is not None else max(ends + [1])
+    weights = None
+    for ax, panel in zip(flat, panels):
+        for colour, (name, df) in zip(colours, steps_by_model.items()):
+            rows = df.sort_values("step")
+            y = rows[panel]
+            if panel == "rec" and smooth > 1:
+                y = y.rolling(smooth, center=True, min_periods=1).mean()
+            ax.plot(rows["step"], y, color=colour, linewidth=1.2, label=name)
+            if weights is None and len(rows):
+                weights = rows[["step", "kl_weight"]]
+        title, ylabel = STEP_PANELS[panel]
+        ax.set_title(title + (f" (rolling mean of {smooth} logged batches)" if panel == "rec" and smooth > 1 else ""))
+        ax.set_ylabel(ylabel, fontsize="small")
+        if panel == "kl":
+            if log_kl:
+                ax.set_yscale("log")
+            else:
+                ax.set_ylim(bottom=0)
+            if bound is not None:
+                ax.axhline(bound, color="black", linestyle=":", label=f"n γ²/2 = {bound:.2f} nats (BN-VAE's bound)")
+        if steps_per_epoch:
+            for e in range(steps_per_epoch, right + 1, steps_per_epoch):
+                ax.axvline(e, color="grey", linewidth=0.5, alpha=0.4)
+        if log_steps:
+            ax.set_xscale("log")
+        ax.set_xlim(1, max(right, 2))
+    for ax, panel in zip(flat, panels):
+        handles, labels = ax.get_legend_handles_labels()
+        if panel == "kl" and weights is not None:
+            twin = ax.twinx()
+            twin.plot(weights["step"], weights["kl_weight"], color="grey", linestyle="--", linewidth=1.2,
+                      label="KL weight w_t (right axis)")
+            twin.set_ylim(0, 1.05)
+            twin.set_ylabel("KL weight w_t", color="dimgrey")
+            extra_h, extra_l = twin.get_legend_handles_labels()
+            handles, labels = handles + extra_h, labels + extra_l
+        if handles:
+            ax.legend(handles, labels, fontsize="small", loc="upper left", bbox_to_anchor=(1.09, 1.0),
+                      borderaxespad=0)
+    flat[-1].set_xlabel("training step t (mini-batches)" + (", log scale" if log_steps else "")
+                        + ("; faint lines: epochs" if steps_per_epoch else ""))
+    fig.tight_layout()
+    return fig
+
+
 def gamma_sweep_overview(kl_tables: Mapping[float, pd.DataFrame], summary: pd.DataFrame, nz: int,
                          bins: int = 40) -> Figure:
     """Every model of a trained γ sweep at once (the static companion of the explorer): the
@@ -1193,3 +1303,23 @@ def latent_playground_figure(texts: pd.DataFrame, diversity: pd.DataFrame, width
     ax.set_title("diversity of the generated sentences", fontsize="medium", loc="left")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return fig
+
+
+#: marker shapes of :func:`gamma_bound`'s extra series (the measured ones are ● and □)
+EXTRA_MARKERS = ("^", "v", "D", "P", "X", "<", ">")
+
+
+def _extra_point_styles(extra_points: Mapping[str, Sequence[float]], dodge: float) -> list:
+    """(label, values, style) of each extra series: its own shape, open/filled alternating, and a
+    ``shift`` in γ of ``dodge`` between neighbours (centred)."""
+    m = len(extra_points)
+    out = []
+    for k, (label, values) in enumerate(extra_points.items()):
+        shift = (k - (m - 1) / 2) * dodge
+        style = dict(marker=EXTRA_MARKERS[k % len(EXTRA_MARKERS)], shift=shift)
+        if k % 2:
+            style.update(markerfacecolor="none", markeredgewidth=1.5)
+        if shift:
+            label = f"{label} (drawn {shift:+.3g} in γ)"
+        out.append((label, values, style))
+    return out

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from ...errors import ConfigError
+from ...experiments import readme_sections  # noqa: F401  (registers the README's sections)
 from ...experiments.docs import render_readme
 from ...experiments.figures import source_checkout
 from ...experiments.paper_page import render_paper_page
