@@ -550,3 +550,20 @@ def test_damaged_run_files_are_errors_naming_them(corpus, tmp_path):
         warnings.simplefilter("error")
         with pytest.raises(ConfigError, match="device"):
             TrainConfig(device="gpu")
+
+
+def test_ctrl_c_while_the_command_starts_up_is_one_line(monkeypatch, capsys):
+    """Ctrl-C during the imports (seconds on a busy machine) is one line and exit 130, no traceback."""
+    import importlib.abc
+
+    import bnvae_core.__main__ as entry
+
+    class Interrupting(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "bnvae_core.cli.main":
+                raise KeyboardInterrupt
+            return None
+    monkeypatch.delitem(sys.modules, "bnvae_core.cli.main", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [Interrupting(), *sys.meta_path])
+    assert entry.main() == 130
+    assert capsys.readouterr().err == "interrupted while starting up: nothing was done\n"
