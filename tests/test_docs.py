@@ -26,7 +26,8 @@ def fake_converge(folder: Path, nll: dict[str, list[float]], gamma: float = 0.6,
     epochs = len(next(iter(nll.values())))
     config = {"max_train": 2000, "emb_dim": 256, "hidden_dim": 256, "warmup_epochs": 5, "gamma": gamma}
     (folder / "convergence.json").write_text(json.dumps({
-        "epochs": epochs, "overtake": {"bnvae": {"lm": 3, "vae": None}}, "config": config,
+        "epochs": epochs, "overtake": {"bnvae": {"lm": 3, "vae": None}}, "config": config, "iw_samples": 20,
+        "sentences": 500,
         "command": f"python -m bnvae_core converge --data x --out /tmp/elsewhere/{folder.name}"}))
     if tests:
         pd.DataFrame([{"method": m, "model": m, "seed": 0, "nll": values[-1], "ppl": 99.5, "kl": 1.0, "mi": 0.5,

@@ -25,12 +25,10 @@ NOTEBOOK_WORK = {
 }
 
 
-def _bench_result(figures: Path, name: str) -> dict:
+def _bench_result(figures: Path, name: str) -> dict | None:
+    """``bench/results/<name>`` (None when it has not been measured yet)."""
     path = figures.parent / "bench" / "results" / name
-    if not path.is_file():
-        from ..errors import ConfigError
-        raise ConfigError(f"{path}: missing (python bench/suite_times.py {name[6:-5]})")
-    return json.loads(path.read_text(encoding="utf-8"))
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 @readme_section("notebook-times")
@@ -52,6 +50,8 @@ def notebook_times(figures: Path) -> str:
 def suite_times(figures: Path) -> str:
     """The README's two commands timed from a fresh clone (``bench/results/suite_*.json``)."""
     test, main = _bench_result(figures, "suite_test.json"), _bench_result(figures, "suite_figures.json")
+    if test is None or main is None:
+        return "Not measured yet: run `python bench/suite_times.py test` and `... figures`.\n"
     return (f"Measured with `python bench/suite_times.py test|figures` (a fresh `git clone`, setup included, "
             f"{test['cpus']} CPU cores): `{main['command']}` took {fmt(main['wall_s'] / 60, 1)} min from an empty "
             f"cache (commit {main['commit']}, {main['date']}); `{test['command']}` took "

@@ -420,15 +420,16 @@ def state_dict_mismatch(model: torch.nn.Module, state: dict) -> str:
 def _why_not_a_checkpoint(path: Path, err: Exception) -> str:
     """Why ``torch.load(weights_only=True)`` refused ``path``, in a few words (never torch's advice to
     load it with ``weights_only=False``)."""
-    if isinstance(err, pickle.UnpicklingError) or "Weights only load failed" in str(err):
-        found = re.search(r"GLOBAL ([\w.]+)", str(err))
-        return (f"it holds a non-tensor object ({found.group(1)})" if found else
-                "it holds objects other than tensors") + ", which is never loaded"
     try:
         size = path.stat().st_size
         head = path.read_bytes()[:4] if size else b""
     except OSError:
         size, head = None, b""
+    pickled = head.startswith(b"PK") or head.startswith(b"\x80")        # a zip archive or a pickle
+    if pickled and (isinstance(err, pickle.UnpicklingError) or "Weights only load failed" in str(err)):
+        found = re.search(r"GLOBAL ([\w.]+)", str(err))
+        return (f"it holds a non-tensor object ({found.group(1)})" if found else
+                "it holds objects other than tensors") + ", which is never loaded"
     if size == 0:
         return "an empty file"
     if head.startswith(b"PK"):
