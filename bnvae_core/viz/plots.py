@@ -546,7 +546,8 @@ def posterior_mean_space(snapshots: pd.DataFrame, dim: int = 0, axes=None, max_s
         ax.set_title(str(model))
         ax.set_xlabel(f"approximate posterior mean E_q[z_{dim}] (latent units)")
         ax.set_ylabel(f"model posterior mean E_p(z|x)[z_{dim}] (latent units)")
-        _legend(ax, fontsize="x-small", loc="upper left")
+        _legend(ax, fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3,
+                frameon=False)                # below the panel, off the data
     fig.tight_layout()
     return fig
 
