@@ -53,6 +53,12 @@ PAPER_IW_SAMPLES = 500
 COMPARE_SIZE = dict(max_train=1000, max_eval=200, max_vocab=2000, emb_dim=64, hidden_dim=128, nz=32,
                     epochs=5, warmup_epochs=3)
 
+#: aggressive training at teaching size (notebooks 07 and 08): the inner loop's loss windows of 5
+#: encoder updates, at most 15 per decoder step (He et al. and the paper: windows of 15, at most 100).
+#: The stop rule still decides ("until the encoder's loss stops improving"), at about a sixth of the
+#: cost, which keeps both notebooks within their time budgets on 2 cores.
+TEACHING_AGGRESSIVE = dict(aggressive_check_every=5, aggressive_max_steps=15)
+
 #: methods of the default grid (the paper's language-modelling baselines; ``pretrain-fb``,
 #: ``fb-dim`` and ``duvae`` can be added with ``--models``)
 DEFAULT_MODELS = ("lm", "vae", "bnvae", "beta", "cyclical", "fb", "delta", "vmf", "aggressive")
