@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import matplotlib
 
@@ -173,3 +174,41 @@ def test_cli_out_that_is_a_file(tmp_path, capsys):
     code = cli.main(["compare", "--out", str(tmp_path / "o"), "--models", "lm", *MICRO_FLAGS])
     assert code == 2
     assert "exists and is not a folder" in capsys.readouterr().err
+
+
+def test_seed_influence_names_the_seed_that_moves_the_mean():
+    from bnvae_core.experiments.compare import seed_influence
+    results = pd.DataFrame({"method": ["A"] * 3 + ["B"] * 3 + ["C"], "seed": [0, 1, 2] * 2 + [0],
+                            "nll": [40.0, 40.2, 46.0, 41.0, 41.1, 40.9, 39.0]})
+    table = seed_influence(results, metrics=("nll",)).set_index("method")
+    assert table.loc["A", "extreme_seed"] == 2 and table.loc["A", "median"] == pytest.approx(40.2)
+    assert table.loc["A", "mean_minus_median"] == pytest.approx((40.0 + 40.2 + 46.0) / 3 - 40.2)
+    assert table.loc["A", "extreme_share"] == pytest.approx(5.8 / (0.2 + 5.8))
+    assert table.loc["B", "extreme_share"] == pytest.approx(0.5)                     # two equal deviations
+    assert math.isnan(table.loc["C", "extreme_seed"]) and math.isnan(table.loc["C", "std"])
+    with pytest.raises(ValueError, match="lack"):
+        seed_influence(results.drop(columns="nll"))
+
+
+def test_bnvae_sweep_config_is_the_comparison_grids_config():
+    """The γ sweep shared with the trained γ explorer is the very config the comparison trains."""
+    from bnvae_core.config import SMOKE_SIZE
+    from bnvae_core.experiments.compare import COMPARE_SIZE, bnvae_sweep_config
+    for smoke in (False, True):
+        base = TrainConfig(**{**COMPARE_SIZE, **(SMOKE_SIZE if smoke else {})})
+        grid = grid_configs(base, ["vae", "bnvae"], seeds=2, gammas=[0.3, 0.9], conditional=False)
+        shared = [bnvae_sweep_config(g, seed=s, smoke=smoke) for g in (0.3, 0.9) for s in (0, 1)]
+        assert [c.hash() for c in grid if c.model == "bnvae"] == [c.hash() for c in shared]
+
+
+def test_workers_train_in_processes_and_give_the_same_rows(grid, tmp_path):
+    """compare(workers=2) trains and evaluates the missing runs in two processes, then reads the cache:
+    the same numbers as in-process training (seeded), and a second call is a cache hit."""
+    results, _, _ = grid
+    extra = grid_configs(TrainConfig(**MICRO), ["vae"], seeds=[5])
+    parallel = compare(["lm", "vae"], seeds=2, base=TrainConfig(**MICRO), iw_samples=5, root=tmp_path,
+                       workers=2, extra=extra)
+    assert list(parallel.seed) == [0, 1, 0, 1, 5]
+    same = results[results.model.isin(["lm", "vae"])].reset_index(drop=True)
+    np.testing.assert_allclose(parallel.nll.iloc[:4], same.nll, rtol=1e-5)
+    assert all((Path(d) / "eval").is_dir() for d in parallel.run_dir)      # evaluated inside the workers

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -95,3 +96,40 @@ def test_snapshots_contract_and_cache(tmp_path):
     assert len(summary) == len(steps)
     last = df[df.step == df.step.max()]
     assert summary.q_spread.iloc[-1] == pytest.approx(last.q_mean_0.std(ddof=0))
+
+
+def _two_model_snapshots():
+    rows = []
+    for model, scale, noise in (("wide", 3.0, 0.3), ("narrow", 0.1, 0.3)):
+        rng = np.random.default_rng(1)
+        for step in (0, 10):
+            p = rng.normal(size=20) * scale
+            q = p + rng.normal(size=20) * noise
+            for i in range(20):
+                rows.append({"model": model, "step": step, "sentence": i, "q_mean_0": q[i], "p_mean_0": p[i],
+                             "gap": abs(p[i] - q[i]), "q_norm": abs(q[i]), "p_norm": abs(p[i])})
+    return pd.DataFrame(rows)
+
+
+def test_relative_gap_is_scale_free_and_one_for_a_constant_code():
+    df = _two_model_snapshots()
+    s = lag_summary(df)
+    # the same absolute noise: equal absolute gaps, but a much smaller relative gap for the wide model
+    wide, narrow = s[s.model == "wide"].iloc[-1], s[s.model == "narrow"].iloc[-1]
+    assert wide.gap == pytest.approx(narrow.gap, rel=0.5)
+    assert wide.relative_gap < 0.2 < 1.0 < narrow.relative_gap
+    # a constant code (every sentence gets the mean of the model means) has relative gap exactly 1
+    const = df.copy()
+    const["q_mean_0"] = const.groupby(["model", "step"])["p_mean_0"].transform("mean")
+    assert np.allclose(lag_summary(const).relative_gap, 1.0)
+    with pytest.raises(ValueError):
+        lag_summary(df.drop(columns="p_mean_0"))
+
+
+def test_final_lag_one_row_per_model_at_its_last_step():
+    from bnvae_core.analysis.lagging import final_lag
+    s = lag_summary(_two_model_snapshots())
+    last = final_lag(s)
+    assert list(last.model) == ["wide", "narrow"] and (last.step == 10).all()
+    with pytest.raises(ValueError):
+        final_lag(s.iloc[:0])

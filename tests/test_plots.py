@@ -307,6 +307,20 @@ def test_kl_nll_frontier():
         plots.kl_nll_frontier(comparison_results().drop(columns="nll"))
 
 
+def test_kl_nll_frontier_eleven_methods_distinct_and_legend_names_its_axes():
+    rows = [{"method": f"m{i}", "seed": s, "mi": 0.1 * i, "nll": 40 - 0.1 * i + s} for i in range(11) for s in (0, 1)]
+    fig = plots.kl_nll_frontier(pd.DataFrame(rows), x="mi")
+    ax = fig.axes[0]
+    means = [c for c in ax.get_lines() if c.get_marker() in plots.MARKERS]
+    styles = {(matplotlib.colors.to_hex(line.get_color()), line.get_marker()) for line in means}
+    assert len(styles) == 11 and len({colour for colour, _ in styles}) == 11
+    labels = ax.get_legend_handles_labels()[1]
+    frontier = [label for label in labels if label.startswith("frontier")]
+    assert frontier == ["frontier (higher MI, lower NLL)"] and "KL" not in frontier[0]
+    legend = ax.get_legend()
+    assert legend is not None and legend.get_bbox_to_anchor().x0 >= ax.get_window_extent().x1 - 1   # right of the axes
+
+
 def test_kl_schedules():
     from bnvae_core.methods.schedules import cyclical_weight, linear_warmup_weight
     T = 40
@@ -326,7 +340,7 @@ def snapshots() -> pd.DataFrame:
             q, p = rng.normal(size=8) * step / 50, rng.normal(size=8)
             for i in range(8):
                 rows.append({"model": model, "step": step, "sentence": i, "q_mean_0": q[i], "p_mean_0": p[i],
-                             "gap": abs(p[i] - q[i]), "q_norm": abs(q[i])})
+                             "gap": abs(p[i] - q[i]), "q_norm": abs(q[i]), "p_norm": abs(p[i])})
     return pd.DataFrame(rows)
 
 
@@ -336,8 +350,15 @@ def test_posterior_mean_space_and_lagging_gap():
     for ax in fig.axes:
         assert "E_q" in ax.get_xlabel() and "E_p" in ax.get_ylabel()
         assert sum(label.startswith("step") for label in ax.get_legend_handles_labels()[1]) == 3
-    fig = plots.lagging_gap(snapshots())
-    assert len(fig.axes) == 2 and all(len(ax.get_lines()) == 2 for ax in fig.axes)
+    from bnvae_core.analysis.lagging import lag_summary
+    fig = plots.lagging_gap(lag_summary(snapshots()))
+    assert len(fig.axes) == 3
+    for ax in fig.axes:        # one line per model (+ the dotted ratio-1 line on the relative panel)
+        assert [line.get_label() for line in ax.get_lines()][:2] == ["VAE", "BN-VAE"]
+    assert fig.axes[0].get_lines()[0].get_marker() != fig.axes[0].get_lines()[1].get_marker()
+    assert all(ax.get_legend() is None for ax in fig.axes) and fig.legends    # legend off the data
+    with pytest.raises(ValueError, match="lag_summary"):
+        plots.lagging_gap(snapshots())
     with pytest.raises(ValueError, match="lack"):
         plots.posterior_mean_space(snapshots().drop(columns="p_mean_0"))
 
@@ -586,3 +607,20 @@ def test_gamma_bound_extra_series_are_distinguishable():
     np.testing.assert_allclose((a.get_xdata() + b.get_xdata()) / 2, gammas)   # centred on their γ
     assert "drawn" in a.get_label() and "γ" in a.get_label()
     assert ax.get_legend().get_bbox_to_anchor().x0 > ax.get_window_extent().x1 - 1
+
+
+def test_report_card_table_holds_what_the_card_shows():
+    from bnvae_core.analysis.diagnose import Report
+    report = Report(model="bnvae", label="BN-VAE", run_dir=None, split="test", n_sentences=10, split_sentences=10,
+                    seed=0, nz=2, posterior="gaussian", kl=3.0, au=2, mi=1.5, verdict="informative",
+                    per_dim=pd.DataFrame({"dim": [0, 1], "kl": [1.0, 2.0], "var_mean": [0.5, 0.7],
+                                          "active": [True, True]}),
+                    decoding=pd.DataFrame({"code": ["posterior mean", "prior sample"], "rec": [30.0, 40.0],
+                                           "per_token": [3.0, 4.0]}))
+    table = plots.report_card_table(report)
+    assert list(table["dim"]) == [0, 1] and table["kl"].sum() == pytest.approx(3.0)
+    assert (table["card_verdict"] == "informative").all() and (table["card_mi"] == 1.5).all()
+    assert (table["card_kl"] == 3.0).all() and table["card_rec_prior sample"].iloc[0] == 40.0
+    empty = plots.report_card_table(Report(model="lm", label="LM", run_dir=None, split="test", n_sentences=5,
+                                           split_sentences=5, seed=0, nz=0, posterior="none"))
+    assert len(empty) == 1 and empty["card_nz"].iloc[0] == 0

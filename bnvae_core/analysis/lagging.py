@@ -147,12 +147,40 @@ def posterior_mean_snapshots(config: TrainConfig, *, sentences: int = 50, every:
 
 
 def lag_summary(snapshots: pd.DataFrame) -> pd.DataFrame:
-    """Per model and step: mean ``gap``, ``q_norm``, ``p_norm`` over the probe sentences and the spreads
-    ``q_spread`` = sqrt(Σ_j Var_x E_q[z_j]), ``p_spread`` (the same for the model posterior means)."""
+    """Per model and step, over the probe sentences x (μ_θ = E_p(z|x)[z], μ_φ = E_q[z], both (nz,)):
+
+    * ``gap`` = mean_x ‖μ_θ − μ_φ‖ and ``q_norm``, ``p_norm`` (means of ‖μ_φ‖, ‖μ_θ‖), latent units;
+    * the spreads ``q_spread`` = sqrt(Σ_j Var_x μ_φ,j), ``p_spread`` = sqrt(Σ_j Var_x μ_θ,j)
+      (0: every sentence gets the same mean);
+    * ``rms_gap`` = sqrt(mean_x ‖μ_θ − μ_φ‖²);
+    * ``relative_gap`` = ``rms_gap`` / ``p_spread``: the gap in units of how much the model's
+      posterior means differ between sentences. It is scale-free, so models whose latent spaces
+      have very different scales compare: 0 when the encoder matches the model on every
+      sentence, and 1 for an encoder that gives every sentence the *average* model mean, because
+      for any constant code c, mean_x ‖μ_θ − c‖² = p_spread² + ‖mean_x μ_θ − c‖² ≥ p_spread²
+      (≥ 1: the codes predict the model posterior means no better than one code for all
+      sentences). NaN where ``p_spread`` is 0."""
     q_cols = [c for c in snapshots.columns if c.startswith("q_mean_")]
     p_cols = [c for c in snapshots.columns if c.startswith("p_mean_")]
+    if not q_cols or len(q_cols) != len(p_cols):
+        raise ValueError("lag_summary: snapshots need q_mean_j and p_mean_j columns for every dimension j")
+    snapshots = snapshots.copy()
+    diff = snapshots[p_cols].to_numpy(float) - snapshots[q_cols].to_numpy(float)
+    snapshots["_sq_gap"] = (diff ** 2).sum(axis=1)
     grouped = snapshots.groupby(["model", "step"], sort=False)
     table = grouped[["gap", "q_norm", "p_norm"]].mean()
     table["q_spread"] = np.sqrt(grouped[q_cols].var(ddof=0).sum(axis=1))
     table["p_spread"] = np.sqrt(grouped[p_cols].var(ddof=0).sum(axis=1))
+    table["rms_gap"] = np.sqrt(grouped["_sq_gap"].mean())
+    table["relative_gap"] = table["rms_gap"] / table["p_spread"].where(table["p_spread"] > 0)
     return table.reset_index()
+
+
+def final_lag(summary: pd.DataFrame) -> pd.DataFrame:
+    """The last snapshot of each model of a :func:`lag_summary` table (one row per model, in the
+    order the models first appear): where each method ends up after training."""
+    if summary.empty or not {"model", "step"} <= set(summary.columns):
+        raise ValueError("final_lag: need a non-empty lag_summary table (columns model, step, …)")
+    order = list(dict.fromkeys(summary["model"]))
+    last = summary.loc[summary.groupby("model", sort=False)["step"].idxmax()]
+    return last.set_index("model").loc[order].reset_index()

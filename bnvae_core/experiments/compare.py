@@ -34,7 +34,7 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from ..config import TrainConfig
+from ..config import SMOKE_SIZE, TrainConfig
 from ..errors import ConfigError
 from ..io import atomic_write_text, read_jsonl
 from ..methods import method_class, method_label
@@ -46,11 +46,18 @@ from .grid import grid_configs
 #: K of the IW-NLL for reported numbers (Zhu et al. 2020 §5, after Burda et al. 2016)
 PAPER_IW_SAMPLES = 500
 
-#: the teaching comparison size: 2000 WordNet glosses, emb 64, hidden 128, nz 32, 5 epochs with a
+#: the teaching comparison size: 1000 WordNet glosses, emb 64, hidden 128, nz 32, 5 epochs with a
 #: 3-epoch KL warm-up (so every warm-up method reaches the full ELBO), eval on 200 test sentences.
-#: Wall times measured on 2 shared CPU cores are in notebooks/08_language_modeling.ipynb's closing note.
-COMPARE_SIZE = dict(max_train=2000, max_eval=200, max_vocab=3000, emb_dim=64, hidden_dim=128, nz=32,
+#: Sized so that notebook 08's grid (about 30 runs) fits its time budget on 2 cores; the measured
+#: times are rendered in that notebook's closing note (figures/08_timing.csv).
+COMPARE_SIZE = dict(max_train=1000, max_eval=200, max_vocab=2000, emb_dim=64, hidden_dim=128, nz=32,
                     epochs=5, warmup_epochs=3)
+
+#: aggressive training at teaching size (notebooks 07 and 08): the inner loop's loss windows of 5
+#: encoder updates, at most 15 per decoder step (He et al. and the paper: windows of 15, at most 100).
+#: The stop rule still decides ("until the encoder's loss stops improving"), at about a sixth of the
+#: cost, which keeps both notebooks within their time budgets on 2 cores.
+TEACHING_AGGRESSIVE = dict(aggressive_check_every=5, aggressive_max_steps=15)
 
 #: methods of the default grid (the paper's language-modelling baselines; ``pretrain-fb``,
 #: ``fb-dim`` and ``duvae`` can be added with ``--models``)
@@ -88,20 +95,30 @@ def compare(models: Iterable[str] = DEFAULT_MODELS, seeds: int | Iterable[int] =
             gammas: Iterable[float] = DEFAULT_GAMMAS, base: TrainConfig | None = None, *,
             iw_samples: int = PAPER_IW_SAMPLES, split: str = "test", eval_seed: int = 0,
             out: str | Path | None = None, root: str | Path | None = None,
-            progress: bool = False) -> pd.DataFrame:
+            progress: bool = False, workers: int = 1, extra: Sequence[TrainConfig] = ()) -> pd.DataFrame:
     """Train (cached) and evaluate the grid of :func:`grid_configs`; one row per run (:data:`RESULT_COLUMNS`).
 
     ``iw_samples``: K of the IW-NLL (the paper's 500 by default). ``root``: cache folder of
     :func:`~bnvae_core.training.cache.cached_run` (default ``$BNVAE_CACHE`` or ``~/.cache/bnvae/runs``).
     ``out``: also write ``results.csv``, ``summary.csv`` and the figures there
-    (:func:`write_outputs`). The wall time of the call is ``result.attrs['wall_s']``."""
+    (:func:`write_outputs`). ``extra``: further configs appended to the grid (e.g. aggressive
+    training with fewer seeds). ``workers`` > 1: the runs missing from the cache are first trained
+    *and evaluated* by :func:`bnvae_core.experiments.sweep.run_sweep` in that many local processes
+    (both cores of a small machine), then read from the cache; the numbers are those of
+    ``workers=1``. The wall time of the call is ``result.attrs['wall_s']``."""
     if iw_samples < 1:
         raise ConfigError(f"--iw-samples must be >= 1, got {iw_samples}")
     if split not in ("valid", "test"):
         raise ConfigError(f"split must be 'valid' or 'test', got {split!r}")
     t0 = time.perf_counter()
     configs = grid_configs(base if base is not None else TrainConfig(**COMPARE_SIZE), models, seeds, gammas,
-                           conditional=False)
+                           conditional=False) + list(extra)
+    if workers > 1:
+        from functools import partial
+
+        from .sweep import run_sweep
+        run_sweep(configs, cache_root=root, workers=workers, progress=False, log=lambda message: None,
+                  evaluate=partial(_evaluate_in_trial, split=split, iw_samples=iw_samples, seed=eval_seed))
     rows = []
     iterator = configs
     if progress:
@@ -115,6 +132,12 @@ def compare(models: Iterable[str] = DEFAULT_MODELS, seeds: int | Iterable[int] =
         write_outputs(results, out)
     results.attrs["wall_s"] = time.perf_counter() - t0
     return results
+
+
+def _evaluate_in_trial(run, split: str, iw_samples: int, seed: int) -> dict:
+    """:func:`evaluate_run` inside a sweep trial (cached in the run folder, read back by :func:`compare`)."""
+    evaluation = evaluate_run(run, split, iw_samples, seed)
+    return {f"eval_{m}": evaluation[m] for m in ("nll", "kl", "mi", "au")}
 
 
 def summarize(results: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.DataFrame:
@@ -173,3 +196,38 @@ def write_outputs(results: pd.DataFrame, out: str | Path) -> dict:
     fig = plots.training_curves(histories(results), metrics=("rec", "kl", "elbo", "au"))
     paths["training_curves"] = plots.save_figure(fig, out, "training_curves")[0]
     return paths
+
+
+def seed_influence(results: pd.DataFrame, metrics: Sequence[str] = ("nll", "kl", "mi")) -> pd.DataFrame:
+    """How much one seed moves each method's mean: one row per method and metric with ``mean``,
+    ``median``, ``std`` (ddof 1) over seeds, the ``extreme_seed`` (the seed farthest from the median),
+    its ``extreme_value``, ``mean_minus_median`` and ``extreme_share`` = |extreme − median| / Σ_s |v_s −
+    median| (1: the whole spread is that one seed; NaN when every seed agrees). Methods with one
+    seed get ``extreme_seed`` NaN."""
+    missing = [c for c in ("method", "seed", *metrics) if c not in results.columns]
+    if missing:
+        raise ValueError(f"seed_influence: results lack column(s) {', '.join(missing)}")
+    rows = []
+    for method, group in results.groupby("method", sort=False):
+        for m in metrics:
+            values = group[m].to_numpy(float)
+            median = float(np.median(values))
+            dev = np.abs(values - median)
+            i = int(np.argmax(dev))
+            several = len(values) > 1
+            rows.append({"method": method, "metric": m, "n_seeds": len(values), "mean": float(values.mean()),
+                         "median": median, "std": float(values.std(ddof=1)) if several else math.nan,
+                         "extreme_seed": int(group["seed"].iloc[i]) if several else math.nan,
+                         "extreme_value": float(values[i]) if several else math.nan,
+                         "mean_minus_median": float(values.mean()) - median,
+                         "extreme_share": float(dev[i] / dev.sum()) if several and dev.sum() > 0 else math.nan})
+    return pd.DataFrame(rows)
+
+
+def bnvae_sweep_config(gamma: float, seed: int = 0, smoke: bool = False) -> TrainConfig:
+    """The BN-VAE of the γ sweep at the teaching comparison size (:data:`COMPARE_SIZE`, or
+    :data:`~bnvae_core.config.SMOKE_SIZE` on top with ``smoke``): the config notebook 08 trains for
+    every (γ, seed) of its grid. Other notebooks that train BN-VAE at several γ (the trained γ
+    explorer) use this same config, so every model is trained once and shared through the cache."""
+    size = {**COMPARE_SIZE, **(SMOKE_SIZE if smoke else {})}
+    return TrainConfig(model="bnvae", gamma=gamma, seed=seed, **size)

@@ -118,9 +118,9 @@ def training_curves(history_by_model: Mapping[str, pd.DataFrame],
     nrows = int(np.ceil(len(metrics) / ncols))
     fig, axes = _new_axes(axes, nrows=nrows, ncols=ncols, figsize=(5.0 * ncols, 3.4 * nrows))
     flat = np.ravel(axes)
-    colours = palette(len(history_by_model))
+    colours, shapes = palette(len(history_by_model)), markers(len(history_by_model))
     for ax, metric in zip(flat, metrics):
-        for colour, (name, hist) in zip(colours, history_by_model.items()):
+        for colour, shape, (name, hist) in zip(colours, shapes, history_by_model.items()):
             for split, style in (("train", "-"), ("valid", "--")):
                 rows = hist[hist["split"] == split].sort_values("epoch")
                 if rows.empty:
@@ -129,7 +129,7 @@ def training_curves(history_by_model: Mapping[str, pd.DataFrame],
                     y = rows["elbo"] if "elbo" in rows and rows["elbo"].notna().all() else -(rows["rec"] + rows["kl"])
                 else:
                     y = rows[metric]
-                ax.plot(rows["epoch"], y, style, color=colour, marker="o", markersize=3,
+                ax.plot(rows["epoch"], y, style, color=colour, marker=shape, markersize=4,
                         label=f"{name} ({split})")
         title, ylabel = CURVE_METRICS[metric]
         ax.set_title(title)
@@ -479,7 +479,10 @@ def kl_nll_frontier(results: pd.DataFrame, ax=None, x: str = "kl", y: str = "nll
 
     ``results``: one row per run with columns ``method`` and ``x``, ``y`` (nats; e.g.
     :func:`bnvae_core.experiments.compare.compare`). ``frontier``: a dashed line through the methods no other
-    method beats on both axes (higher KL, lower NLL)."""
+    method beats on both axes (higher ``x``, lower ``y``; the legend names the axes). Colours
+    :func:`palette` and shapes :func:`markers`: distinct for any number of methods; the mean markers
+    are open, so methods with (nearly) the same numbers stay visible on top of each other. The
+    legend sits right of the axes (off the data)."""
     missing = [c for c in ("method", x, y) if c not in results.columns]
     if missing:
         raise ValueError(f"kl_nll_frontier: results lack column(s) {', '.join(missing)}")
@@ -489,17 +492,17 @@ def kl_nll_frontier(results: pd.DataFrame, ax=None, x: str = "kl", y: str = "nll
     grouped = results.groupby("method", sort=False)
     means = grouped[[x, y]].mean()
     stds = grouped[[x, y]].std(ddof=1).fillna(0.0)
-    markers = "osD^vP*Xph<>"
-    for i, (colour, method) in enumerate(zip(palette(len(means)), means.index)):
+    for colour, shape, method in zip(palette(len(means)), markers(len(means)), means.index):
         rows = results[results["method"] == method]
         ax.scatter(rows[x], rows[y], s=12, alpha=0.35, color=colour, linewidths=0)
         ax.errorbar(means.loc[method, x], means.loc[method, y], xerr=stds.loc[method, x],
-                    yerr=stds.loc[method, y], marker=markers[i % len(markers)], markersize=8,
-                    color=colour, capsize=3, linestyle="none", label=method)
+                    yerr=stds.loc[method, y], marker=shape, markersize=9, markerfacecolor="none",
+                    markeredgewidth=1.6, color=colour, capsize=3, linestyle="none", label=method)
+    short = {"kl": "KL", "nll": "NLL", "mi": "MI", "au": "AU", "ppl": "PPL"}
     if frontier and len(means) > 1:
         front = pareto_front(means[x].to_numpy(), means[y].to_numpy())
         ax.plot(means[x].to_numpy()[front], means[y].to_numpy()[front], color="grey", linestyle="--",
-                linewidth=1, zorder=0, label="frontier (higher KL, lower NLL)")
+                linewidth=1, zorder=0, label=f"frontier (higher {short.get(x, x)}, lower {short.get(y, y)})")
     names = {"kl": "KL(q(z|x) ‖ p(z)) per sentence (nats)", "nll": "NLL −log p(x), IW estimate (nats per sentence)",
              "mi": "mutual information I(x; z) (nats)"}
     ax.set_xlabel(names.get(x, f"{x} (nats)"))
@@ -516,10 +519,13 @@ def kl_schedules(weights: Mapping[str, Sequence[float]], steps_per_epoch: int | 
         raise ValueError("kl_schedules: no schedules given")
     fig, ax = _new_axes(ax, figsize=(7.0, 3.6))
     longest = 0
-    for colour, (name, w) in zip(palette(len(weights)), weights.items()):
+    n = len(weights)
+    for i, (colour, shape, (name, w)) in enumerate(zip(palette(n), markers(n), weights.items())):
         w = np.asarray(w, float)
         longest = max(longest, len(w))
-        ax.plot(np.arange(len(w)), w, color=colour, linewidth=1.8, label=name)
+        every = max(len(w) // 10, 1)          # ~10 markers per line, staggered so overlapping lines all show
+        ax.plot(np.arange(len(w)), w, color=colour, linewidth=1.8, label=name, marker=shape, markersize=5,
+                markevery=(i * every // n, every))
     if steps_per_epoch:
         for e in range(steps_per_epoch, longest, steps_per_epoch):
             ax.axvline(e, color="grey", linestyle=":", linewidth=0.8)
@@ -556,9 +562,10 @@ def posterior_mean_space(snapshots: pd.DataFrame, dim: int = 0, axes=None, max_s
         if len(steps) > max_snapshots:
             steps = steps[np.unique(np.linspace(0, len(steps) - 1, max_snapshots).round().astype(int))]
         colours = sns.color_palette("viridis", n_colors=len(steps))
-        for colour, step in zip(colours, steps):
+        for colour, shape, step in zip(colours, markers(len(steps)), steps):
             r = rows[rows["step"] == step]
-            ax.scatter(r[qc], r[pc], s=10, alpha=0.7, color=colour, linewidths=0, label=f"step {int(step)}")
+            ax.scatter(r[qc], r[pc], s=12, alpha=0.7, color=colour, marker=shape, linewidths=0,
+                       label=f"step {int(step)}")
         values = np.concatenate([rows[qc].to_numpy(float), rows[pc].to_numpy(float)])
         lim = max(float(np.nanmax(np.abs(values))) if values.size else 1.0, 1e-3) * 1.1
         ax.plot([-lim, lim], [-lim, lim], color="black", linestyle=":", linewidth=1, label="μ_x,θ = μ_x,φ")
@@ -568,43 +575,49 @@ def posterior_mean_space(snapshots: pd.DataFrame, dim: int = 0, axes=None, max_s
         ax.set_title(str(model))
         ax.set_xlabel(f"approximate posterior mean E_q[z_{dim}] (latent units)")
         ax.set_ylabel(f"model posterior mean E_p(z|x)[z_{dim}] (latent units)")
-        _legend(ax, fontsize="x-small", loc="upper left")
+        _legend(ax, fontsize="x-small", loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=3,
+                frameon=False)                # below the panel, off the data
     fig.tight_layout()
     return fig
 
 
-def lagging_gap(snapshots: pd.DataFrame, ax=None) -> Figure:
-    """Left: mean over sentences of ‖E_p(z|x)[z] − E_q[z]‖ (the lag of the encoder behind the model);
-    right: the spread of the codes over sentences, sqrt(Σ_j Var_x E_q[z_j]) (0: every sentence gets the
-    same code, i.e. no information in z — collapse), both against the training step, per model.
+def lagging_gap(summary: pd.DataFrame, axes=None) -> Figure:
+    """The lag of the encoder behind the model, per model against the training step, three panels:
 
-    ``snapshots``: columns ``model, step, gap`` and ``q_mean_0 … q_mean_{nz−1}`` (one row per model,
-    step and sentence; :func:`bnvae_core.analysis.lagging.posterior_mean_snapshots`)."""
-    q_cols = [c for c in snapshots.columns if c.startswith("q_mean_")]
-    missing = [c for c in ("model", "step", "gap") if c not in snapshots.columns] + ([] if q_cols else ["q_mean_0"])
+    1. ``gap`` = mean_x ‖E_p(z|x)[z] − E_q[z]‖ (latent units: it grows with the scale of the codes);
+    2. ``relative_gap`` = sqrt(mean_x ‖E_p(z|x)[z] − E_q[z]‖²) / p_spread, the gap in units of how
+       much the model posterior means differ between sentences (scale-free; 1 = the codes predict
+       the model's posterior means no better than one code for every sentence; dotted line);
+    3. ``q_spread`` = sqrt(Σ_j Var_x E_q[z_j]), how much the codes differ between sentences (0:
+       every sentence gets the same code, no information in z).
+
+    ``summary``: one row per model and step with columns ``model, step, gap, relative_gap, q_spread``
+    (:func:`bnvae_core.analysis.lagging.lag_summary`). Colours :func:`palette`, shapes
+    :func:`markers`; the legend sits below the panels (off the data)."""
+    missing = [c for c in ("model", "step", "gap", "relative_gap", "q_spread") if c not in summary.columns]
     if missing:
-        raise ValueError(f"lagging_gap: snapshots lack column(s) {', '.join(missing)}")
-    fig, axes = _new_axes(ax, nrows=1, ncols=2, figsize=(11.0, 3.8))
-    a_gap, a_spread = np.ravel(axes)[:2]
-    grouped = snapshots.groupby(["model", "step"], sort=False)
-    means = grouped["gap"].mean().rename("gap").to_frame()
-    means["spread"] = np.sqrt(grouped[q_cols].var(ddof=0).sum(axis=1))
-    means = means.reset_index()
-    models = list(dict.fromkeys(snapshots["model"]))
-    for colour, model in zip(palette(len(models)), models):
-        r = means[means["model"] == model].sort_values("step")
-        a_gap.plot(r["step"], r["gap"], marker="o", markersize=3, color=colour, label=str(model))
-        a_spread.plot(r["step"], r["spread"], marker="o", markersize=3, color=colour, label=str(model))
-    a_gap.set_xlabel("training step t (mini-batches)")
-    a_gap.set_ylabel("mean ‖E_p(z|x)[z] − E_q[z]‖ (latent units)")
-    a_gap.set_title("lag of the encoder behind the model")
-    a_spread.set_xlabel("training step t (mini-batches)")
-    a_spread.set_ylabel("spread of E_q[z] over sentences (latent units)")
-    a_spread.set_title("how much the codes differ between sentences")
-    for a in (a_gap, a_spread):
-        a.set_ylim(bottom=0)
-        _legend(a, fontsize="small")
-    fig.tight_layout()
+        raise ValueError(f"lagging_gap: summary lacks column(s) {', '.join(missing)} (use lag_summary)")
+    models = list(dict.fromkeys(summary["model"]))
+    if not models:
+        raise ValueError("lagging_gap: empty summary")
+    fig, axes = _new_axes(axes, nrows=1, ncols=3, figsize=(14.0, 4.0))
+    panels = [("gap", "mean ‖E_p(z|x)[z] − E_q[z]‖ (latent units)", "absolute lag"),
+              ("relative_gap", "rms lag / spread of E_p(z|x)[z] (ratio)", "lag relative to the model's spread"),
+              ("q_spread", "spread of E_q[z] over sentences (latent units)", "how much the codes differ")]
+    flat = np.ravel(axes)[:3]
+    for colour, shape, model in zip(palette(len(models)), markers(len(models)), models):
+        r = summary[summary["model"] == model].sort_values("step")
+        for ax, (column, _, _) in zip(flat, panels):
+            ax.plot(r["step"], r[column], marker=shape, markersize=4, color=colour, label=str(model))
+    for ax, (column, ylabel, title) in zip(flat, panels):
+        ax.set_xlabel("training step t (mini-batches)")
+        ax.set_ylabel(ylabel)
+        ax.set_title(title)
+        ax.set_ylim(bottom=0)
+    flat[1].axhline(1.0, color="black", linestyle=":", linewidth=1, label="1: no better than one code for all")
+    handles, labels = flat[1].get_legend_handles_labels()
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize="small", frameon=False)
     return fig
 
 
@@ -1323,3 +1336,26 @@ def _extra_point_styles(extra_points: Mapping[str, Sequence[float]], dodge: floa
             label = f"{label} (drawn {shift:+.3g} in γ)"
         out.append((label, values, style))
     return out
+
+
+# --- notebooks 07 (annealing, lagging) and 08 (language modelling across methods) ------------------
+
+#: the scalars of a report card that :func:`report_card_table` repeats on every row
+REPORT_CARD_SCALARS = ("label", "model", "split", "n_sentences", "verdict", "kl", "au", "nz", "mi", "mi_low",
+                       "mi_high", "mi_ceiling", "kl_aggregate", "decoding_gap", "decoding_gap_se",
+                       "distinct_prior", "distinct_posterior", "typical_fraction", "hole_fraction")
+
+
+def report_card_table(report) -> pd.DataFrame:
+    """The numbers :func:`report_card` draws, as one table (the CSV saved beside the card): one row
+    per latent dimension (``dim, kl, var_mean, active`` of ``report.per_dim``; one row with ``dim``
+    NaN for a model without a latent variable), with the card's scalars
+    (:data:`REPORT_CARD_SCALARS`) repeated on every row and, as ``rec_<code>`` columns, the
+    reconstruction NLL under each code of the decoding panel."""
+    per_dim = report.per_dim.copy() if len(report.per_dim) else pd.DataFrame({"dim": [np.nan]})
+    for name in REPORT_CARD_SCALARS:
+        per_dim[f"card_{name}"] = getattr(report, name)
+    if len(report.decoding) and {"code", "rec"} <= set(report.decoding.columns):
+        for code, rec in zip(report.decoding["code"], report.decoding["rec"]):
+            per_dim[f"card_rec_{code}"] = rec
+    return per_dim
