@@ -147,3 +147,16 @@ def corpus(figures: Path) -> str:
             "shipped compressed in `bnvae_core/corpora/` with the WordNet licence beside it. The notebooks train "
             f"on a seeded subset of {fmt(len(subset.train), 0)} training glosses (vocabulary "
             f"{fmt(len(subset.vocab), 0)} words; the limits are `bnvae_core.data.corpus.BUILTIN_LIMITS`).\n")
+
+
+@readme_section("comparison")
+def comparison(figures: Path) -> str:
+    """Notebook 08's closing table (``08_summary.csv``): every method, mean ± sd over seeds."""
+    summary = read_csv(figures / "08_summary.csv").copy()
+    summary["nll"] = [f"{fmt(m, 2)} ± {fmt(s, 2)}" for m, s in zip(summary["nll_mean"], summary["nll_std"])]
+    summary["kl"] = [f"{fmt(m, 2)} ± {fmt(s, 2)}" for m, s in zip(summary["kl_mean"], summary["kl_std"])]
+    table = markdown_table(summary, {"method": ("method", None), "n_seeds": ("seeds", 0), "nll": ("NLL (nats)", None),
+                                     "kl": ("KL (nats)", None), "mi_mean": ("MI", 2), "au_mean": ("AU", 1),
+                                     "train_time_s_mean": ("train (s)", 0)})
+    return (f"{table}\n\nMean ± standard deviation over seeds on the comparison's smaller models "
+            "(`COMPARE_SIZE`), test set; `figures/08_summary.csv`.\n")
