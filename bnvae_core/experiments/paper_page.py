@@ -96,7 +96,8 @@ def _lm_section(ptb: Path) -> list[str]:
     ]
 
 
-def _curves_section(data: Path, name: str, corpus: str, shown_epochs: set[int]) -> list[str]:
+def _curves_section(data: Path, name: str, corpus: str, shown_epochs: set[int],
+                    with_tests: bool = False) -> list[str]:
     """The overtake sentence, figure, a few epochs of the curves and the command of one corpus."""
     meta = read_json(data / "convergence.json")
     epochs = sorted(shown_epochs & set(range(1, meta["epochs"] + 1)) | {meta["epochs"]})
@@ -104,9 +105,16 @@ def _curves_section(data: Path, name: str, corpus: str, shown_epochs: set[int]) 
     size = (f"{fmt(c['max_train'], 0)} training sentences, {c['emb_dim']}/{c['hidden_dim']} units, "
             f"{meta['epochs']} epochs ({c['warmup_epochs']} of KL warm-up), validation IW-NLL with K = "
             f"{meta['iw_samples']} on {fmt(meta['sentences'], 0)} sentences after every epoch")
-    return [f"{_overtake_sentence(data, corpus)} ({size}.)", "",
+    last, early = meta["epochs"], min(5, meta["epochs"])
+    trend = (f"BN-VAE minus VAE: {_gap_at(data, early, 'bnvae', 'vae')} nats at epoch {early}, "
+             f"{_gap_at(data, last, 'bnvae', 'vae')} at epoch {last}; BN-VAE minus LSTM-LM: "
+             f"{_gap_at(data, early, 'bnvae', 'lm')} and {_gap_at(data, last, 'bnvae', 'lm')}.")
+    tests = []
+    if with_tests and (data / "test_table.csv").is_file():
+        tests = ["On the test split, the selected models:", "", _lm_rows(data / "test_table.csv"), ""]
+    return [f"{_overtake_sentence(data, corpus)} ({size}.) {trend}", "",
             f"![{corpus}: validation NLL over training](data/{name}/convergence.png)", "",
-            _curve_table(data, epochs), "",
+            _curve_table(data, epochs), "", *tests,
             f"Command: `{_command(meta, f'docs/data/{name}')}`.", ""]
 
 
@@ -159,7 +167,7 @@ def render_paper_page(data: Path) -> str:
         "every epoch of the same runs:",
         "",
         *_curves_section(ptb, "ptb", "PTB", {1, 5, 10, 15}),
-        *_curves_section(wordnet, "wordnet", "the built-in corpus", {1, 8, 12, 20}),
+        *_curves_section(wordnet, "wordnet", "the built-in corpus", {1, 8, 12, 20}, with_tests=True),
         "At 8 epochs (the budget of the issue's check on short reviews), BN-VAE (γ = "
         f"{read_json(wordnet / 'convergence.json')['config']['gamma']}) minus VAE on the",
         f"built-in corpus: {_gap_at(wordnet, 8, 'bnvae', 'vae')} nats of validation NLL.",
