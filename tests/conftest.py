@@ -212,3 +212,13 @@ def _wait_for_nodes(address: str, count: int, timeout: float = 60) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only some Ray nodes came up: {ray.nodes()}")
             time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a module's tests (two processes racing on two cores stay fair); restored after."""
+    import torch
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
