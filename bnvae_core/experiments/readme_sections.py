@@ -41,7 +41,7 @@ def notebook_times(figures: Path) -> str:
     times["work"] = times["number"].map(NOTEBOOK_WORK).fillna("")
     times["seconds"] = times["wall_s"].round(0)
     total = times["wall_s"].sum()
-    table = markdown_table(times, {"number": ("notebook", None), "name": ("", None),
+    table = markdown_table(times, {"number": ("notebook", None), "name": ("topic", None),
                                    "seconds": ("full size (s)", 0), "work": ("what it trains", None)})
     return f"{table}\n| **all** | | **{fmt(total / 60, 1)} min** | one notebook after the other |\n"
 
@@ -50,15 +50,20 @@ def notebook_times(figures: Path) -> str:
 def suite_times(figures: Path) -> str:
     """The README's two commands timed from a fresh clone (``bench/results/suite_*.json``)."""
     test, main = _bench_result(figures, "suite_test.json"), _bench_result(figures, "suite_figures.json")
+    parts = ["Measured with `python bench/suite_times.py figures|test` (a fresh `git clone`, setup included):"]
+    if main is not None:
+        parts.append(f"`{main['command']}` took {fmt(main['wall_s'] / 60, 1)} min from an empty cache on "
+                     f"{main['cpus']} CPU cores (exit status {main['exit_status']}; commit {main['commit']}, "
+                     f"{main['date']});")
+    if test is not None:
+        parts.append(f"`{test['command']}` took {fmt(test['wall_s'] / 60, 1)} min (exit status "
+                     f"{test['exit_status']}; commit {test['commit']}, {test['date']}): {test['passed']} passed, "
+                     f"{test['failed']} failed, {test['skipped']} skipped; of its {fmt(test['pytest_s'] / 60, 1)} min "
+                     f"of tests, the notebooks at smoke size took {fmt(test['notebook_tests_s'] / 60, 1)} min and the "
+                     f"Ray tests (a real two-node cluster on this machine) {fmt(test['ray_tests_s'] / 60, 1)} min.")
     if test is None or main is None:
-        return "Not measured yet: run `python bench/suite_times.py test` and `... figures`.\n"
-    return (f"Measured with `python bench/suite_times.py test|figures` (a fresh `git clone`, setup included, "
-            f"{test['cpus']} CPU cores): `{main['command']}` took {fmt(main['wall_s'] / 60, 1)} min from an empty "
-            f"cache (commit {main['commit']}, {main['date']}); `{test['command']}` took "
-            f"{fmt(test['wall_s'] / 60, 1)} min (commit {test['commit']}, {test['date']}): {test['passed']} passed, "
-            f"{test['failed']} failed, {test['skipped']} skipped; of its {fmt(test['pytest_s'] / 60, 1)} min of "
-            f"tests, the notebooks at smoke size took {fmt(test['notebook_tests_s'] / 60, 1)} min and the Ray "
-            f"tests (a real two-node cluster on this machine) {fmt(test['ray_tests_s'] / 60, 1)} min.\n")
+        parts.append("the other command has not been timed yet.")
+    return " ".join(parts) + "\n"
 
 
 @readme_section("few-labels")
@@ -153,8 +158,10 @@ def corpus(figures: Path) -> str:
 def comparison(figures: Path) -> str:
     """Notebook 08's closing table (``08_summary.csv``): every method, mean ± sd over seeds."""
     summary = read_csv(figures / "08_summary.csv").copy()
-    summary["nll"] = [f"{fmt(m, 2)} ± {fmt(s, 2)}" for m, s in zip(summary["nll_mean"], summary["nll_std"])]
-    summary["kl"] = [f"{fmt(m, 2)} ± {fmt(s, 2)}" for m, s in zip(summary["kl_mean"], summary["kl_std"])]
+    def spread(mean, std):
+        return [fmt(m, 2) if n < 2 else f"{fmt(m, 2)} ± {fmt(s, 2)}" for m, s, n in zip(mean, std, summary["n_seeds"])]
+    summary["nll"] = spread(summary["nll_mean"], summary["nll_std"])
+    summary["kl"] = spread(summary["kl_mean"], summary["kl_std"])
     table = markdown_table(summary, {"method": ("method", None), "n_seeds": ("seeds", 0), "nll": ("NLL (nats)", None),
                                      "kl": ("KL (nats)", None), "mi_mean": ("MI", 2), "au_mean": ("AU", 1),
                                      "train_time_s_mean": ("train (s)", 0)})
