@@ -27,6 +27,7 @@ from bnvae_core.experiments.sweep import (
     trial_nodes,
     visibility_problems,
 )
+from bnvae_core.training.cache import entry_path
 
 #: seconds per trial: 200 glosses, one epoch of a 16-unit LSTM
 MICRO = dict(data="wordnet", max_train=200, max_eval=50, max_tokens=15, emb_dim=16, hidden_dim=16, nz=4,
@@ -69,7 +70,7 @@ def test_two_node_sweep_survives_a_failing_trial(ray_cluster, tmp_path, monkeypa
     assert failure_summary(table).startswith(f"1 of 3 trials failed: vae seed=0 [{configs[2].hash()[:8]}]: CorpusError")
     cache = (tmp_path / "cache").resolve()
     for config, (_, row) in zip(configs[:2], table.iloc[:2].iterrows()):
-        run_dir = cache / f"{config.model}-{config.hash()}"
+        run_dir = entry_path(config, cache)
         assert row.run_dir == str(run_dir) and (run_dir / "model.pt").is_file() and row.attempts == 1
         assert row.env_cache == str(cache) and row.env_data == str((tmp_path / "data").resolve())
         assert all(math.isfinite(row[c]) for c in ("test_nll", "test_ppl", "test_kl", "test_mi", "test_au"))
