@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from .docs import fmt, markdown_table, read_csv, read_json
 from .reproduce import PAPER_RUN
 
@@ -27,31 +29,27 @@ def _overtake_sentence(data: Path, corpus: str) -> str:
     return f"On {corpus}: " + "; ".join(parts) + "."
 
 
-def _curve_table(data: Path, epochs: list[int]) -> str:
-    """Validation IW-NLL per method at a few epochs (from convergence.csv)."""
-    curves = read_csv(data / "convergence.csv")
+def _curve_table(curves: pd.DataFrame, epochs: list[int]) -> str:
+    """Validation IW-NLL per method at a few epochs (the rows of convergence.csv)."""
     shown = curves[curves["epoch"].isin(epochs)].pivot_table(index="epoch", columns="method", values="nll")
     table = shown.reset_index()
     columns = {"epoch": ("epoch", 0), **{m: (f"{m} NLL", 2) for m in shown.columns}}
     return markdown_table(table, columns)
 
 
-def _gap_at(data: Path, epoch: int, a: str, b: str) -> str:
-    curves = read_csv(data / "convergence.csv")
+def _gap_at(curves: pd.DataFrame, epoch: int, a: str, b: str) -> str:
     at = curves[curves["epoch"] == epoch].groupby("model")["nll"].mean()
     return fmt(float(at[a] - at[b]), 2) if a in at and b in at else "–"
 
 
-def _training_minutes(data: Path) -> str:
+def _training_minutes(curves: pd.DataFrame) -> str:
     """Wall minutes of training per method (Σ of the epochs' ``time_s``), e.g. ``'lm 41, vae 48'``."""
-    curves = read_csv(data / "convergence.csv")
     per = curves.groupby("model", sort=False)["time_s"].sum() / 60
     return ", ".join(f"{m} {fmt(v, 0)}" for m, v in per.items())
 
 
-def _lm_rows(path: Path) -> str:
+def _lm_rows(table: pd.DataFrame) -> str:
     """The test-split table ``converge --test-iw-samples`` wrote (``test_table.csv``)."""
-    table = read_csv(path)
     cols = {"method": ("model", None), "nll": ("NLL", 2), "ppl": ("PPL", 1), "kl": ("KL", 2),
             "mi": ("MI", 2), "au": ("AU", 0)}
     return markdown_table(table, cols)
@@ -79,14 +77,15 @@ def _lm_section(ptb: Path) -> list[str]:
         f"{fmt(config['max_train'], 0)} training sentences, embeddings and LSTMs of "
         f"{config['emb_dim']}/{config['hidden_dim']} units, {meta['epochs']} epochs ({config['warmup_epochs']} of "
         f"KL warm-up) with the reference learning-rate schedule (the paper's runs: up to {PAPER_RUN['epochs']} "
-        f"epochs). Training took {_training_minutes(ptb)} minutes of wall time per model here (two cores, shared "
+        f"epochs). Training took {_training_minutes(read_csv(ptb / 'convergence.csv'))} minutes of wall time "
+        "per model here (two cores, shared "
         "with other jobs at the time).",
         "",
         f"On the test split ({fmt(int(tests['n_sentences'].iloc[0]), 0)} sentences, "
         f"{fmt(int(tests['n_tokens'].iloc[0]), 0)} predicted tokens; IW-NLL with K = "
         f"{fmt(int(tests['iw_samples'].iloc[0]), 0)}), the models the reference schedule selected on validation:",
         "",
-        _lm_rows(ptb / "test_table.csv"),
+        _lm_rows(tests),
         "",
         f"Command: `{_command(meta, 'docs/data/ptb')}` (it also writes the curves below).",
         "Yahoo and Yelp were not run: their download is not reachable from this project's machines (no",
@@ -99,22 +98,22 @@ def _lm_section(ptb: Path) -> list[str]:
 def _curves_section(data: Path, name: str, corpus: str, shown_epochs: set[int],
                     with_tests: bool = False) -> list[str]:
     """The overtake sentence, figure, a few epochs of the curves and the command of one corpus."""
-    meta = read_json(data / "convergence.json")
+    meta, curves = read_json(data / "convergence.json"), read_csv(data / "convergence.csv")
     epochs = sorted(shown_epochs & set(range(1, meta["epochs"] + 1)) | {meta["epochs"]})
     c = meta["config"]
     size = (f"{fmt(c['max_train'], 0)} training sentences, {c['emb_dim']}/{c['hidden_dim']} units, "
             f"{meta['epochs']} epochs ({c['warmup_epochs']} of KL warm-up), validation IW-NLL with K = "
             f"{meta['iw_samples']} on {fmt(meta['sentences'], 0)} sentences after every epoch")
     last, early = meta["epochs"], min(5, meta["epochs"])
-    trend = (f"BN-VAE minus VAE: {_gap_at(data, early, 'bnvae', 'vae')} nats at epoch {early}, "
-             f"{_gap_at(data, last, 'bnvae', 'vae')} at epoch {last}; BN-VAE minus LSTM-LM: "
-             f"{_gap_at(data, early, 'bnvae', 'lm')} and {_gap_at(data, last, 'bnvae', 'lm')}.")
+    trend = (f"BN-VAE minus VAE: {_gap_at(curves, early, 'bnvae', 'vae')} nats at epoch {early}, "
+             f"{_gap_at(curves, last, 'bnvae', 'vae')} at epoch {last}; BN-VAE minus LSTM-LM: "
+             f"{_gap_at(curves, early, 'bnvae', 'lm')} and {_gap_at(curves, last, 'bnvae', 'lm')}.")
     tests = []
     if with_tests and (data / "test_table.csv").is_file():
-        tests = ["On the test split, the selected models:", "", _lm_rows(data / "test_table.csv"), ""]
+        tests = ["On the test split, the selected models:", "", _lm_rows(read_csv(data / "test_table.csv")), ""]
     return [f"{_overtake_sentence(data, corpus)} ({size}.) {trend}", "",
             f"![{corpus}: validation NLL over training](data/{name}/convergence.png)", "",
-            _curve_table(data, epochs), "", *tests,
+            _curve_table(curves, epochs), "", *tests,
             f"Command: `{_command(meta, f'docs/data/{name}')}`.", ""]
 
 
@@ -170,7 +169,7 @@ def render_paper_page(data: Path) -> str:
         *_curves_section(wordnet, "wordnet", "the built-in corpus", {1, 8, 12, 20}, with_tests=True),
         "At 8 epochs (the budget of the issue's check on short reviews), BN-VAE (γ = "
         f"{read_json(wordnet / 'convergence.json')['config']['gamma']}) minus VAE on the",
-        f"built-in corpus: {_gap_at(wordnet, 8, 'bnvae', 'vae')} nats of validation NLL.",
+        f"built-in corpus: {_gap_at(read_csv(wordnet / 'convergence.csv'), 8, 'bnvae', 'vae')} nats of validation NLL.",
         "",
     ]
     return "\n".join([*intro, *_lm_section(ptb), *overtake, *_other_tables()])
